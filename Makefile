@@ -1,0 +1,51 @@
+# callfleet: every target installs what it needs, so a fresh machine needs only `make`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := kamailio kamailio-extra-modules sip-tester openssh-server iproute2 procps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps venv install demo lab-up lab-down test test-unit test-lab lint bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+deps: ## Debian packages (kamailio, sipp, sshd); skipped when already present
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "Debian packages present"; fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## the .venv with callfleet in editable mode and its dev extras
+
+install: deps venv ## everything: Debian packages and the venv
+
+demo: install ## the main job on the lab: bring it up, show it, probe every site
+	$(VENV)/bin/callfleet lab up
+	$(VENV)/bin/callfleet lab status
+	$(VENV)/bin/callfleet probe --all --calls 50
+
+lab-down: venv ## stop every lab process
+	$(VENV)/bin/callfleet lab down
+
+test: install ## the whole suite: lint, types, unit and lab integration tests
+	$(VENV)/bin/ruff check orchestrator tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+test-unit: venv ## unit tests only (no lab)
+	$(VENV)/bin/pytest -m 'not lab'
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check orchestrator tests
+	$(VENV)/bin/mypy
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,59 @@
+"""Entry point of the `callfleet` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from orchestrator import __version__
+from orchestrator.cli import estate_cmd, lab_cmd, probe_cmd
+
+HELP = """\
+callfleet upgrades an emergency-call estate one site at a time, canary first,
+gating every step on synthetic emergency calls.
+
+Start with the lab (a six-site estate of real Kamailio call servers on loopback):
+
+  callfleet lab up && callfleet lab status && callfleet probe --all
+
+Exit codes: 0 ok, 1 internal error, 2 invalid input, 3 tool missing,
+4 remote operation failed, 5 health check failed.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich",
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  pretty_exceptions_enable=False)
+app.add_typer(estate_cmd.app, name="estate")
+app.add_typer(lab_cmd.app, name="lab")
+app.command("probe")(probe_cmd.probe)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"callfleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """callfleet: safe, canary-first upgrades of emergency-call infrastructure."""
+
+
+def run() -> None:
+    """Console-script entry: unexpected exceptions become exit 1 with one line."""
+    os.environ.setdefault("LC_ALL", "C.UTF-8")
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: no traceback for users
+        if os.environ.get("CALLFLEET_DEBUG"):
+            raise
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc} "
+                         "(set CALLFLEET_DEBUG=1 for the traceback)\n")
+        sys.exit(1)

@@ -1,0 +1,5 @@
+"""`callfleet probe`."""
+
+
+def probe() -> None:
+    """Synthetic emergency calls through a site."""
