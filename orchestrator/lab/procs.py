@@ -1,0 +1,113 @@
+"""Process supervision for lab components: start detached, check, stop by pid.
+
+Lab daemons outlive `callfleet lab up`, so they are reparented to PID 1, which may
+reap them late: a dead process can linger as a zombie (state Z) for a while. Every
+liveness check here therefore reads /proc/<pid>/stat and treats Z as dead, and also
+checks the command line so a recycled pid is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from orchestrator.errors import RemoteError, ToolMissing
+
+
+def require_binary(name: str, *, package: str) -> str:
+    """Absolute path of a binary, or ToolMissing naming the Debian package."""
+    import shutil
+
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ToolMissing(f"{name} is not installed", hint=f"apt-get install {package} (or `make deps`)")
+
+
+def alive(pid: int | None, *, expect: str | None = None) -> bool:
+    """True when pid runs (not a zombie) and, if given, its command line contains `expect`."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    if state in ("Z", "X"):
+        return False
+    if expect is not None:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return False
+        return expect in cmdline
+    return True
+
+
+def read_pidfile(path: Path) -> int | None:
+    """The pid in a pidfile, or None when absent or garbage."""
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def spawn(argv: Sequence[str], *, log: Path, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> int:
+    """Start a detached daemon (own session, stdin closed, output to `log`); returns its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                cwd=cwd, env=env, start_new_session=True)
+    return proc.pid
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float, interval: float = 0.02) -> bool:
+    """Poll `check` until it is true or `timeout` seconds pass (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def stop_pid(pid: int | None, *, expect: str | None = None, timeout: float = 5.0,
+             sig: int = signal.SIGTERM) -> None:
+    """Signal a process and wait until it is gone; SIGKILL after `timeout`."""
+    if not alive(pid, expect=expect):
+        return
+    assert pid is not None
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    if wait_for(lambda: not alive(pid), timeout=timeout):
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    if not wait_for(lambda: not alive(pid), timeout=2.0):
+        raise RemoteError(f"process {pid} did not stop")
+
+
+def free_udp_port(address: str) -> int:
+    """A UDP port free on `address` right now (for SIPp's local and control ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

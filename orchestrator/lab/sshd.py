@@ -1,0 +1,104 @@
+"""The lab's private sshd: one daemon listening on every lab host address.
+
+Keys are generated per lab; known_hosts is written from the host public key, so the
+client never trusts on first use and a changed key is refused.
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.lab import procs
+from orchestrator.lab.topology import SSH_PORT
+
+
+class SshPaths:
+    """Where the lab keeps its SSH material."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "ssh"
+        self.host_key = self.dir / "host_ed25519"
+        self.client_key = self.dir / "id_ed25519"
+        self.authorized_keys = self.dir / "authorized_keys"
+        self.known_hosts = self.dir / "known_hosts"
+        self.config = self.dir / "sshd_config"
+        self.client_config = self.dir / "ssh_config"
+        self.pidfile = self.dir / "sshd.pid"
+        self.log = self.dir / "sshd.log"
+        self.control_dir = state_dir / "cp"
+
+
+def _keygen(path: Path, comment: str) -> None:
+    if path.exists():
+        return
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def write_known_hosts(paths: SshPaths, addresses: Sequence[str], *, port: int = SSH_PORT) -> None:
+    """known_hosts entries for every lab address, from the host public key."""
+    pub = (paths.host_key.with_suffix(".pub")).read_text().split()
+    lines = [f"[{addr}]:{port} {pub[0]} {pub[1]}" for addr in addresses]
+    paths.known_hosts.write_text("\n".join(lines) + "\n")
+
+
+def prepare(paths: SshPaths, addresses: Sequence[str], *, port: int = SSH_PORT) -> None:
+    """Generate keys and write sshd_config, authorized_keys, known_hosts, ssh_config."""
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    paths.control_dir.mkdir(parents=True, exist_ok=True)
+    _keygen(paths.host_key, "callfleet-lab-host")
+    _keygen(paths.client_key, "callfleet-lab-client")
+    paths.authorized_keys.write_text(paths.client_key.with_suffix(".pub").read_text())
+    paths.authorized_keys.chmod(0o600)
+    user = getpass.getuser()
+    listen = "\n".join(f"ListenAddress {a}:{port}" for a in addresses)
+    paths.config.write_text(f"""# callfleet lab sshd (generated)
+{listen}
+HostKey {paths.host_key}
+PidFile {paths.pidfile}
+AuthorizedKeysFile {paths.authorized_keys}
+AllowUsers {user}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+# files live under /tmp, whose permissions sshd's StrictModes rejects
+StrictModes no
+# the default (10:30:100) drops connections when a dozen clients connect at once
+MaxStartups 100:30:200
+MaxSessions 100
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+""")
+    write_known_hosts(paths, addresses, port=port)
+    paths.client_config.write_text(f"""# ssh -F {paths.client_config} <lab address>
+Host *
+  Port {port}
+  User {user}
+  IdentityFile {paths.client_key}
+  IdentitiesOnly yes
+  UserKnownHostsFile {paths.known_hosts}
+  StrictHostKeyChecking yes
+  BatchMode yes
+""")
+
+
+def ssh_common_args(paths: SshPaths) -> str:
+    """The ssh options Ansible and testinfra use: strict host-key checking, our known_hosts."""
+    return (f"-o UserKnownHostsFile={paths.known_hosts} -o StrictHostKeyChecking=yes "
+            f"-o IdentitiesOnly=yes -o BatchMode=yes")
+
+
+def start(paths: SshPaths) -> int:
+    """Start sshd in the foreground mode (-D) as a detached process; returns its pid."""
+    sshd = procs.require_binary("sshd", package="openssh-server")
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
+    check = subprocess.run([sshd, "-t", "-f", str(paths.config)], capture_output=True, text=True)
+    if check.returncode != 0:
+        from orchestrator.errors import RemoteError
+
+        raise RemoteError(f"sshd config rejected: {check.stderr.strip()}")
+    return procs.spawn([sshd, "-D", "-f", str(paths.config), "-E", str(paths.log)], log=paths.log)
