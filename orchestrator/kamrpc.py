@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.errors import RemoteError
-from orchestrator.lab.procs import require_binary
+from orchestrator.procs import require_binary
 
 
 def rpc(socket: Path | str, *args: str, timeout: float = 5.0) -> str:

@@ -19,7 +19,8 @@ from orchestrator.errors import CallfleetError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console(stderr=False, highlight=False)
+# Pipes and CI logs get a wide, fixed layout instead of rich's 80-column default.
+console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, highlight=False)
 
 DEFAULT_LAB_DIR = Path(os.environ.get("CALLFLEET_LAB_DIR", f"/tmp/callfleet-lab-{os.getuid()}"))

@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import InventoryOpt, JsonOpt, console, default_inventory, emit_json, handle_errors
+from orchestrator.cli.common import (
+    InventoryOpt,
+    JsonOpt,
+    console,
+    default_inventory,
+    emit_json,
+    handle_errors,
+)
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
 

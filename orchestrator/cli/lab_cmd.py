@@ -35,7 +35,7 @@ def up(
 ) -> None:
     """Bring the lab up (harmless when it already runs) and write its inventory."""
     params = LabParams(sites=sites, hosts_per_site=hosts_per_site, base=base)
-    with console.status("bringing the lab up...", spinner="dots") if not json_out else _null():
+    with console.status("bringing the lab up...", spinner="dots") if not json_out else _Null():
         estate = control.lab_up(state_dir=state_dir, params=params)
     inventory = control.inventory_path(state_dir.resolve())
     if json_out:
@@ -45,7 +45,7 @@ def up(
                       f"edge {estate.edge.address if estate.edge else '-'}; inventory {inventory}")
 
 
-class _null:
+class _Null:
     def __enter__(self) -> None:
         return None
 

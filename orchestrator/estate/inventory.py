@@ -44,6 +44,7 @@ class _GlobalVars(_Vars):
     emergency_numbers: list[EmergencyNumber] = Field(min_length=1)
     edge_router: EdgeRouter | None = None
     callfleet_lab: bool = False
+    probe_source_address: str | None = None
     callserver_release: str | None = None
     callserver_root: str | None = None
     callserver_service: str | None = None
@@ -125,7 +126,8 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
     gvars: _GlobalVars = _validate(path, "all.vars", _GlobalVars, all_group.get("vars"))
     children = _mapping(path, "all.children", all_group.get("children"))
     for stray in _mapping(path, "all.hosts", all_group.get("hosts")):
-        raise _fail(path, f"all.hosts.{stray}", f"host is in no site (put it under all.children.{SITES_GROUP}.children.<site>.hosts)")
+        raise _fail(path, f"all.hosts.{stray}",
+                    f"host is in no site (put it under all.children.{SITES_GROUP}.children.<site>.hosts)")
     cs_key = f"all.children.{SITES_GROUP}"
     if SITES_GROUP not in children:
         raise _fail(path, cs_key, "missing: the call-server sites go under this group")
@@ -139,9 +141,9 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
 
     sites: list[Site] = []
     seen: dict[str, str] = {}
-    for site_name, group in site_groups.items():
+    for site_name, raw_group in site_groups.items():
         skey = f"{cs_key}.children.{site_name}"
-        group = _mapping(path, skey, group)
+        group = _mapping(path, skey, raw_group)
         svars: _SiteVars = _validate(path, f"{skey}.vars", _SiteVars, group.get("vars"))
         hosts: list[Host] = []
         host_map = _mapping(path, f"{skey}.hosts", group.get("hosts"))
@@ -172,10 +174,12 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
             "name": site_name, "capacity_cps": svars.site_capacity_cps,
             "weight": svars.site_weight, "region": svars.site_region, "hosts": tuple(hosts),
         }, {"capacity_cps": "vars.site_capacity_cps", "weight": "vars.site_weight"}))
-    return _build(path, "all", Estate, {
+    estate: Estate = _build(path, "all", Estate, {
         "name": gvars.estate_name, "sites": tuple(sites), "numbers": tuple(gvars.emergency_numbers),
         "edge": gvars.edge_router, "ssh_user": gvars.ansible_user, "lab": gvars.callfleet_lab,
+        "probe_source": gvars.probe_source_address,
     }, {"name": "vars.estate_name"})
+    return estate
 
 
 def _build(path: Path, prefix: str, model: type[Any], fields: dict[str, Any],
@@ -200,6 +204,8 @@ def estate_to_inventory(estate: Estate, *, extra_vars: dict[str, Any] | None = N
         "ansible_user": estate.ssh_user,
         "emergency_numbers": [n.model_dump(mode="json") for n in estate.numbers],
     }
+    if estate.probe_source is not None:
+        gvars["probe_source_address"] = str(estate.probe_source)
     if estate.edge is not None:
         gvars["edge_router"] = estate.edge.model_dump(mode="json", exclude_none=True)
     gvars.update(extra_vars or {})

@@ -93,6 +93,8 @@ class Estate(Frozen):
     numbers: tuple[EmergencyNumber, ...] = Field(min_length=1)
     edge: EdgeRouter | None = None
     ssh_user: str = "root"
+    probe_source: IPv4Address | IPv6Address | None = Field(
+        default=None, description="address synthetic calls are sent from (None: the system's choice)")
     lab: bool = False
 
     @model_validator(mode="after")

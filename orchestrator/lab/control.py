@@ -16,11 +16,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 import orchestrator
-from orchestrator import kamrpc
+from orchestrator import kamrpc, procs
 from orchestrator.errors import InvalidInput, RemoteError
 from orchestrator.estate.inventory import write_inventory
 from orchestrator.estate.model import Estate
-from orchestrator.lab import callhost, procs, sshd
+from orchestrator.lab import callhost, sshd
 from orchestrator.lab.state import Component, LabParamsRecord, LabState, Status
 from orchestrator.lab.topology import (
     STOCK_RELEASE,

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.lab import procs
+from orchestrator import procs
 
 Kind = Literal["sshd", "edge", "psap", "callserver", "traffic"]
 Status = Literal["running", "stopped", "crashed"]

@@ -100,4 +100,5 @@ def lab_estate(p: LabParams, state_dir: Path) -> Estate:
     edge = EdgeRouter(address=edge_address(p), sip_port=SIP_PORT,
                       control_socket=str(state_dir / "edge" / "ctl.sock"),
                       dispatcher_list=str(state_dir / "edge" / "dispatcher.list"))
-    return Estate(name="lab", sites=tuple(sites), numbers=numbers, edge=edge, ssh_user=getpass.getuser(), lab=True)
+    return Estate(name="lab", sites=tuple(sites), numbers=numbers, edge=edge, ssh_user=getpass.getuser(),
+                  probe_source=probe_address(p), lab=True)

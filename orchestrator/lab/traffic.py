@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator import procs
 from orchestrator.errors import InvalidInput, RemoteError
-from orchestrator.lab import procs
 from orchestrator.lab.state import Component, LabState
 from orchestrator.lab.topology import LabParams, caller_address, edge_address
 from orchestrator.sipp import scenarios

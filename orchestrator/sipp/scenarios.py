@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator import procs
 from orchestrator.errors import RemoteError
-from orchestrator.lab import procs
 
 PSAP_SCENARIO = "psap_uas.xml"
 CALLER_SCENARIO = "caller_uac.xml"

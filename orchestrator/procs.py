@@ -1,4 +1,4 @@
-"""Process supervision for lab components: start detached, check, stop by pid.
+"""Process supervision: start detached daemons, check them, stop them by pid.
 
 Lab daemons outlive `callfleet lab up`, so they are reparented to PID 1, which may
 reap them late: a dead process can linger as a zombie (state Z) for a while. Every
@@ -23,10 +23,22 @@ def require_binary(name: str, *, package: str) -> str:
     """Absolute path of a binary, or ToolMissing naming the Debian package."""
     import shutil
 
-    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+    # /usr/sbin is often off a non-root PATH; kamailio, kamcmd and sshd live there.
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise ToolMissing(f"{name} is not installed", hint=f"apt-get install {package} (or `make deps`)")
+
+
+def ensure_venv_bin_on_path() -> None:
+    """Put this Python's bin directory on PATH: ansible-runner and testinfra run
+    `ansible`/`ansible-inventory` by name, which must be the venv's copies even when
+    callfleet was started by absolute path without activating the venv."""
+    import sys
+
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
 def alive(pid: int | None, *, expect: str | None = None) -> bool:

@@ -1,0 +1,1 @@
+"""Ansible through ansible-runner's Python API: typed events, per-host results."""
