@@ -1,0 +1,95 @@
+"""The lab substrate: a Pulumi dynamic provider that brings lab sites up and down.
+
+Create and delete call the same code as `callfleet lab` (orchestrator.lab.control), so a
+stack can stand the lab's sites up. The lab's shared parts (sshd, edge, PSAPs) are
+`callfleet lab up`'s to start: a site needs them, a stack only owns its sites.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi import dynamic
+
+from orchestrator.estate.model import Estate
+from orchestrator.provision.components import SiteComponent, site_props
+from orchestrator.provision.rules import LAB_ISOLATION
+from orchestrator.provision.stack_config import LabSubstrate
+from orchestrator.provision.stack_outputs import host_record
+
+# In the lab a site's failure domain is the process: every call server is its own
+# Kamailio with its own address, root and pidfile. The anti-affinity policy accepts this
+# placement (rules.LAB_ISOLATION) for lab estates only.
+# A change to any of these means another site: replace rather than update in place.
+_REPLACE_ON = ("site", "stateDir", "hosts")
+
+
+def lab_site_outputs(props: dict[str, Any]) -> dict[str, Any]:
+    """What a created lab site reports: its identity, its hosts and their isolation."""
+    return {
+        "site": props["site"],
+        "stateDir": props["stateDir"],
+        "hosts": [dict(h) for h in props["hosts"]],
+        "isolation": LAB_ISOLATION,
+    }
+
+
+def lab_site_id(props: dict[str, Any]) -> str:
+    """The physical id of a lab site: its state directory and name."""
+    return f"{props['stateDir']}#{props['site']}"
+
+
+class LabSiteProvider(dynamic.ResourceProvider):
+    """CRUD of one lab site through orchestrator.lab.control."""
+
+    # Nothing secret is captured by this provider; keep its state readable.
+    serialize_as_secret_always = False
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        """Bring the site's call servers up (the lab's shared parts must already be up)."""
+        # Imported here: the provider runs in the engine's provider process, and the lab
+        # module is only needed when a site really changes (never under mocks).
+        from orchestrator.lab.control import site_up
+
+        site_up(state_dir=Path(props["stateDir"]), site=str(props["site"]))
+        return dynamic.CreateResult(id_=lab_site_id(props), outs=lab_site_outputs(props))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Stop the site's call servers."""
+        from orchestrator.lab.control import site_down
+
+        site_down(state_dir=Path(props["stateDir"]), site=str(props["site"]))
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        """Replace the site when its name, state directory or hosts change."""
+        replaces = [k for k in _REPLACE_ON if olds.get(k) != news.get(k)]
+        return dynamic.DiffResult(changes=bool(replaces), replaces=replaces,
+                                  delete_before_replace=True)
+
+
+class LabSite(dynamic.Resource, module="callfleet", name="LabSite"):
+    """One lab site managed by LabSiteProvider."""
+
+    hosts: pulumi.Output[list[dict[str, Any]]]
+    isolation: pulumi.Output[str]
+
+    def __init__(self, name: str, *, state_dir: Path, site: str, hosts: list[dict[str, Any]],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"site": site, "stateDir": str(state_dir), "hosts": hosts, "isolation": None}
+        super().__init__(LabSiteProvider(), name, props, opts)
+
+
+def declare_lab_sites(*, estate: Estate, settings: LabSubstrate,
+                      parent: pulumi.Resource) -> list[SiteComponent]:
+    """One site component per lab site, each owning one LabSite resource."""
+    components = []
+    for site in estate.sites:
+        component = SiteComponent(site.name, props=site_props(site=site, substrate="lab"),
+                                  opts=pulumi.ResourceOptions(parent=parent))
+        lab_site = LabSite(f"{site.name}-lab", state_dir=settings.state_dir, site=site.name,
+                           hosts=[host_record(h) for h in site.hosts], opts=component.child_opts)
+        component.finish(hosts=lab_site.hosts)
+        components.append(component)
+    return components
