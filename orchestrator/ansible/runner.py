@@ -84,9 +84,16 @@ def safe_envvars(control_dir: Path) -> dict[str, str]:
     }
 
 
+HOST_KEY_MARKERS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",
+                    "No ED25519 host key is known", "host key for")
+
+
 def _message(res: dict[str, Any]) -> str:
-    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
-    return str(msg).strip().splitlines()[0][:500] if msg else ""
+    msg = str(res.get("msg") or res.get("stderr") or res.get("reason") or "")
+    if any(marker in msg for marker in HOST_KEY_MARKERS):
+        return "Host key verification failed: the host's SSH key does not match known_hosts"
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip().strip("@")]
+    return lines[0][:500] if lines else ""
 
 
 def run(*, inventory: Path, playbook: Path | None = None, module: str | None = None,

@@ -141,6 +141,7 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
 
     sites: list[Site] = []
     seen: dict[str, str] = {}
+    seen_addr: dict[str, str] = {}
     for site_name, raw_group in site_groups.items():
         skey = f"{cs_key}.children.{site_name}"
         group = _mapping(path, skey, raw_group)
@@ -155,6 +156,10 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
             if str(host_name) in seen:
                 raise _fail(path, hkey, f"host is already in site {seen[str(host_name)]}")
             seen[str(host_name)] = str(site_name)
+            if hvars.ansible_host in seen_addr:
+                raise _fail(path, f"{hkey}.ansible_host",
+                            f"address {hvars.ansible_host} is already used by {seen_addr[hvars.ansible_host]}")
+            seen_addr[hvars.ansible_host] = str(host_name)
             release = _first(hvars.callserver_release, svars.callserver_release,
                              cvars.callserver_release, gvars.callserver_release)
             if release is None:

@@ -67,6 +67,7 @@ def probe_site(*, estate: Estate, site: Site, host: str | None = None,
         wanted = [estate.number(n) for n in (numbers or [n.number for n in estate.numbers])]
     except KeyError as exc:
         raise InvalidInput(f"--number: {exc.args[0]}") from None
+    scenarios.sipp_binary()  # a missing SIPp is an error before any host is touched
     check_reachable(estate, hosts)
     source = str(estate.probe_source) if estate.probe_source else "127.0.0.1"
     base = workdir or Path(tempfile.mkdtemp(prefix="callfleet-probe-"))
