@@ -50,6 +50,8 @@ class _GlobalVars(_Vars):
     callserver_service: str | None = None
     ansible_user: str = "root"
     ansible_port: int | None = None
+    ansible_ssh_private_key_file: str | None = None
+    callfleet_ssh_known_hosts: str | None = None
 
 
 class _SiteVars(_Vars):
@@ -183,6 +185,7 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
         "name": gvars.estate_name, "sites": tuple(sites), "numbers": tuple(gvars.emergency_numbers),
         "edge": gvars.edge_router, "ssh_user": gvars.ansible_user, "lab": gvars.callfleet_lab,
         "probe_source": gvars.probe_source_address,
+        "ssh_known_hosts": gvars.callfleet_ssh_known_hosts, "ssh_private_key": gvars.ansible_ssh_private_key_file,
     }, {"name": "vars.estate_name"})
     return estate
 
@@ -209,6 +212,10 @@ def estate_to_inventory(estate: Estate, *, extra_vars: dict[str, Any] | None = N
         "ansible_user": estate.ssh_user,
         "emergency_numbers": [n.model_dump(mode="json") for n in estate.numbers],
     }
+    if estate.ssh_known_hosts is not None:
+        gvars["callfleet_ssh_known_hosts"] = estate.ssh_known_hosts
+    if estate.ssh_private_key is not None:
+        gvars["ansible_ssh_private_key_file"] = estate.ssh_private_key
     if estate.probe_source is not None:
         gvars["probe_source_address"] = str(estate.probe_source)
     if estate.edge is not None:

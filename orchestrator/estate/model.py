@@ -93,6 +93,9 @@ class Estate(Frozen):
     numbers: tuple[EmergencyNumber, ...] = Field(min_length=1)
     edge: EdgeRouter | None = None
     ssh_user: str = "root"
+    ssh_known_hosts: str | None = Field(
+        default=None, description="known_hosts file every SSH client must verify host keys against")
+    ssh_private_key: str | None = None
     probe_source: IPv4Address | IPv6Address | None = Field(
         default=None, description="address synthetic calls are sent from (None: the system's choice)")
     lab: bool = False

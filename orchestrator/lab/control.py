@@ -187,7 +187,6 @@ def _current_estate(state_dir: Path, params: LabParams) -> Estate:
 
 def _ansible_vars(ssh: sshd.SshPaths) -> dict[str, object]:
     return {
-        "ansible_ssh_private_key_file": str(ssh.client_key),
         "ansible_ssh_common_args": sshd.ssh_common_args(ssh),
         "ansible_python_interpreter": "/usr/bin/python3",
         "callserver_service": "lab",

@@ -101,4 +101,6 @@ def lab_estate(p: LabParams, state_dir: Path) -> Estate:
                       control_socket=str(state_dir / "edge" / "ctl.sock"),
                       dispatcher_list=str(state_dir / "edge" / "dispatcher.list"))
     return Estate(name="lab", sites=tuple(sites), numbers=numbers, edge=edge, ssh_user=getpass.getuser(),
-                  probe_source=probe_address(p), lab=True)
+                  probe_source=probe_address(p), lab=True,
+                  ssh_known_hosts=str(state_dir / "ssh" / "known_hosts"),
+                  ssh_private_key=str(state_dir / "ssh" / "id_ed25519"))
