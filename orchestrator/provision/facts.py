@@ -81,9 +81,12 @@ def _policy_of(props: Mapping[str, Any]) -> str | None:
 
 def _has_hint_group(props: Mapping[str, Any]) -> bool:
     hints = props.get("schedulerHints")
-    if not _known(hints) or not isinstance(hints, Sequence):
+    if hints is UNKNOWN:
+        # Not known during a preview; the dependency on the group (always known) decides.
+        return True
+    if not isinstance(hints, Sequence):
         return False
-    return any(isinstance(h, Mapping) and h.get("group") is not None for h in hints)
+    return any(h is UNKNOWN or (isinstance(h, Mapping) and h.get("group") is not None) for h in hints)
 
 
 @dataclass

@@ -51,6 +51,7 @@ class Registration:
     type: str
     name: str
     parent: str | None
+    provider: str | None
     custom: bool
     inputs: dict[str, Any]
     outputs: dict[str, Any]
@@ -76,7 +77,8 @@ class RecordingMonitor(MockMonitor):  # type: ignore[misc]
             inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
             self.registrations.append(Registration(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
-                custom=bool(request.custom), inputs=dict(inputs), outputs=dict(state),
+                provider=request.provider or None, custom=bool(request.custom), inputs=dict(inputs),
+                outputs=dict(state),
                 dependencies=tuple(request.dependencies)))
         return response
 

@@ -1,0 +1,1 @@
+"""Tests of orchestrator.provision (Pulumi program, policies, Automation API, CLI)."""
