@@ -1,0 +1,1 @@
+"""Traffic steering: how much of the emergency traffic each site receives."""
