@@ -161,7 +161,8 @@ class KamailioDispatcher:
                 return
             except RemoteError as exc:
                 # reload_delta refuses a reload within a second of the last one
-                if attempt == 3 or "ongoing" not in exc.message.lower() and "reload" not in exc.message.lower():
+                # ("error: 500 - Ongoing reload"): wait it out, a bounded number of times.
+                if attempt == 3 or "ongoing reload" not in exc.message.lower():
                     raise
                 time.sleep(1.0)
 
