@@ -77,7 +77,8 @@ class LabSite(dynamic.Resource, module="callfleet", name="LabSite"):
 
     def __init__(self, name: str, *, state_dir: Path, site: str, hosts: list[dict[str, Any]],
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"site": site, "stateDir": str(state_dir), "hosts": hosts, "isolation": None}
+        # isolation is an input too: a preview's policies see the inputs of what it would create.
+        props = {"site": site, "stateDir": str(state_dir), "hosts": hosts, "isolation": LAB_ISOLATION}
         super().__init__(LabSiteProvider(), name, props, opts)
 
 

@@ -8,6 +8,7 @@ what create returns (lab_site_outputs).
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_one_component_and_one_lab_site_per_site(run_program: Callable[..., Prog
         assert lab_site.inputs["site"] == parent.name
         assert lab_site.inputs["stateDir"] == str(tmp_path)
         assert [h["name"] for h in lab_site.inputs["hosts"]] == [f"{parent.name}-cs1", f"{parent.name}-cs2"]
-        assert lab_site.outputs["isolation"] == "process"
+        assert lab_site.inputs["isolation"] == lab_site.outputs["isolation"] == "process"
     assert root.inputs["peakCps"] == 900 and root.inputs["lab"] is True
     assert run.one("site3").inputs["zone"] == "lab-zone-3"
     assert run.one("site3").inputs["sshPorts"] == [2222]
@@ -92,6 +93,9 @@ def test_the_lab_stack_passes_the_policies(run_program: Callable[..., ProgramRun
     assert facts.lab is True
     assert [s.call_servers for s in facts.sites] == [2] * 6
     assert evaluate(facts) == {}
+    # A preview's policies see the inputs of what it would create: they must pass as well.
+    as_previewed = [dataclasses.replace(r, outputs=r.inputs).view() for r in run.registrations]
+    assert evaluate(facts_from_resources(as_previewed)) == {}
 
 
 def test_a_one_host_lab_is_refused_by_the_redundancy_rule(

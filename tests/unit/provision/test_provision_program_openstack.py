@@ -6,6 +6,7 @@ production inventory through load_inventory, as the program does in production.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from ipaddress import ip_address, ip_network
 from pathlib import Path
@@ -110,6 +111,8 @@ def test_the_example_estate_passes_the_policies(run: ProgramRun) -> None:
     facts = facts_from_resources(run.views())
     assert [s.placed for s in facts.sites] == [2] * 6
     assert evaluate(facts) == {}
+    as_previewed = [dataclasses.replace(r, outputs=r.inputs).view() for r in run.registrations]
+    assert evaluate(facts_from_resources(as_previewed)) == {}
 
 
 def test_region_placement_gives_each_region_its_provider(run_program: Callable[..., ProgramRun],
