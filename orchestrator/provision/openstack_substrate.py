@@ -8,11 +8,11 @@ whole Internet) is the policy pack's to judge, not this module's.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import pulumi
-import pulumi_openstack as openstack
 
 from orchestrator.estate.model import Estate, Host, Site
 from orchestrator.provision.addressing import Network, host_network, parse_network, site_networks
@@ -20,6 +20,11 @@ from orchestrator.provision.components import SiteComponent, site_props
 from orchestrator.provision.rules import ANTI_AFFINITY
 from orchestrator.provision.stack_config import OpenStackSubstrate
 from orchestrator.provision.stack_outputs import host_record
+
+with warnings.catch_warnings():
+    # The SDK warns at import about deprecated resources this program does not use.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_openstack as openstack
 
 SIP_PROTOCOLS = ("udp", "tcp")
 

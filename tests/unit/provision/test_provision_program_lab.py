@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import runpy
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,21 @@ def test_main_reads_the_stack_config(run_program: Callable[..., ProgramRun], tmp
 
     run = run_program(program)
     assert sorted(r.name for r in run.of_type(LAB_SITE_TYPE)) == ["site1-lab", "site2-lab"]
+
+
+def test_the_program_directory_runs_as_the_engine_runs_it(
+        run_program: Callable[..., ProgramRun], tmp_path: Path,
+        stack_config: Callable[[dict[str, str]], None]) -> None:
+    """Pulumi.yaml names the directory: the language host runs its __main__.py like this."""
+    stack_config({"substrate": "lab", "labStateDir": str(tmp_path), "peakCps": "600"})
+    program_dir = Path(__file__).resolve().parents[3] / "orchestrator" / "provision"
+
+    def program() -> dict[str, pulumi.Output[Any]]:
+        runpy.run_path(str(program_dir), run_name="__main__")
+        return {}
+
+    run = run_program(program)
+    assert len(run.of_type(LAB_SITE_TYPE)) == 6
 
 
 def test_main_turns_a_config_error_into_a_marked_run_error(
