@@ -10,7 +10,7 @@ IPs it was asked for, and every resource gets an id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,11 @@ import pulumi
 import pytest
 from pulumi.runtime.mocks import MockMonitor
 
+from orchestrator.lab import control
 from orchestrator.provision.facts import ResourceView
+from tests.conftest import cli
+
+LAB_BASE = "127.79"  # neither a developer's lab (127.77) nor the lab test session's (127.78)
 
 
 class EstateMocks(pulumi.runtime.Mocks):
@@ -152,3 +156,21 @@ def _event_loop() -> None:
 def example_inventory() -> Path:
     """The example production inventory shipped with the project (six sites, two hosts each)."""
     return Path(__file__).resolve().parents[3] / "inventory" / "production.example.yml"
+
+
+@pytest.fixture
+def lab_dir(tmp_path: Path) -> Iterator[Path]:
+    """A real lab brought up by `callfleet lab up` on LAB_BASE (the shared parts a lab stack needs)."""
+    state_dir = tmp_path / "lab"
+    proc = cli("lab", "up", "--state-dir", str(state_dir), "--base", LAB_BASE, "--json")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        yield state_dir
+    finally:
+        cli("lab", "down", "--state-dir", str(state_dir))
+
+
+def callserver_states(state_dir: Path, *, site: str | None = None) -> set[str]:
+    """The statuses of the lab's call servers (of one site, or all)."""
+    return {c.status for c in control.lab_status(state_dir=state_dir).components
+            if c.kind == "callserver" and (site is None or c.site == site)}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,12 @@ from typer.testing import CliRunner
 
 from orchestrator.cli.provision_cmd import app
 from orchestrator.estate.inventory import load_inventory
-from orchestrator.lab import control
 from orchestrator.lab.topology import LabParams, lab_estate
 from orchestrator.provision.automation import PulumiAutomation
-from tests.conftest import cli
+
+from .conftest import LAB_BASE, callserver_states
 
 REPO = Path(__file__).resolve().parents[3]
-LAB_BASE = "127.79"  # neither a developer's lab (127.77) nor the lab test session's (127.78)
 
 pytestmark = [
     pytest.mark.lab,
@@ -39,18 +37,6 @@ pytestmark = [
                        reason="the Pulumi CLI (`pulumi`) is not installed: the engine is not on PyPI; "
                               "install it from https://www.pulumi.com/docs/install/ to run this test"),
 ]
-
-
-@pytest.fixture
-def lab_dir(tmp_path: Path) -> Iterator[Path]:
-    """A lab brought up by `callfleet lab up` (the shared parts a lab stack needs)."""
-    state_dir = tmp_path / "lab"
-    proc = cli("lab", "up", "--state-dir", str(state_dir), "--base", LAB_BASE, "--json")
-    assert proc.returncode == 0, proc.stderr
-    try:
-        yield state_dir
-    finally:
-        cli("lab", "down", "--state-dir", str(state_dir))
 
 
 @pytest.fixture
@@ -74,10 +60,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
     monkeypatch.setenv("CALLFLEET_PROJECT_DIR", str(root))
     return root
-
-
-def callserver_states(state_dir: Path) -> set[str]:
-    return {c.status for c in control.lab_status(state_dir=state_dir).components if c.kind == "callserver"}
 
 
 @pytest.mark.timeout(900)
