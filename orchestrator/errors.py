@@ -7,6 +7,8 @@ Exit codes (documented in README and `callfleet --help`):
   3  a required tool is missing on this machine (sipp, kamailio, pulumi CLI, ...)
   4  a remote operation failed: host unreachable, SSH refused, process crashed
   5  health check failed: calls failed or a gate said FAIL
+  6  an upgrade failed after the switch and the site was rolled back (traffic restored)
+  7  a rollback failed: the site is left drained and needs a human
 """
 
 from __future__ import annotations
@@ -45,3 +47,15 @@ class HealthCheckFailed(CallfleetError):
     """Synthetic or live calls show the estate (or a site) unhealthy."""
 
     exit_code = 5
+
+
+class RolledBack(CallfleetError):
+    """The change failed after the switch; the site is back on its previous release."""
+
+    exit_code = 6
+
+
+class RollbackFailed(CallfleetError):
+    """Putting the previous release back failed; the site stays drained."""
+
+    exit_code = 7

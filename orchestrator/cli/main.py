@@ -8,7 +8,7 @@ import sys
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import estate_cmd, lab_cmd, probe_cmd
+from orchestrator.cli import estate_cmd, lab_cmd, probe_cmd, provision_cmd, release_cmd, site_cmd
 
 HELP = """\
 callfleet upgrades an emergency-call estate one site at a time, canary first,
@@ -19,7 +19,8 @@ Start with the lab (a six-site estate of real Kamailio call servers on loopback)
   callfleet lab up && callfleet lab status && callfleet probe --all
 
 Exit codes: 0 ok, 1 internal error, 2 invalid input, 3 tool missing,
-4 remote operation failed, 5 health check failed.
+4 remote operation failed, 5 health check failed, 6 rolled back after a failed
+change, 7 rollback failed (site left drained).
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich",
@@ -27,6 +28,9 @@ app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich",
                   pretty_exceptions_enable=False)
 app.add_typer(estate_cmd.app, name="estate")
 app.add_typer(lab_cmd.app, name="lab")
+app.add_typer(release_cmd.app, name="release")
+app.add_typer(site_cmd.app, name="site")
+app.add_typer(provision_cmd.app, name="provision")
 app.command("probe")(probe_cmd.probe)
 
 

@@ -1,0 +1,112 @@
+"""`callfleet site upgrade|rollback`: one site, by hand (break-glass) or from pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator.ansible.runner import TaskEvent
+from orchestrator.cli.common import InventoryOpt, JsonOpt, console, default_inventory, emit_json, handle_errors
+from orchestrator.errors import CallfleetError, InvalidInput
+from orchestrator.estate.inventory import load_inventory
+from orchestrator.release.store import default_store, find_bundle
+from orchestrator.site.ops import SiteOps
+from orchestrator.site.upgrade import SiteReport, Step, rollback_site, upgrade_site
+from orchestrator.traffic.steering import KamailioDispatcher
+
+app = typer.Typer(help="Change one site: drain it, upgrade or roll back its hosts through Ansible, "
+                       "check them (testinfra), give its traffic back.", no_args_is_help=True)
+
+
+def _ops(inventory: Path | None, json_out: bool, drain_timeout: float) -> SiteOps:
+    path = inventory or default_inventory()
+    estate = load_inventory(path)
+
+    def show(ev: TaskEvent) -> None:
+        if ev.status in ("changed", "failed", "unreachable"):
+            colour = {"changed": "yellow", "failed": "bold red", "unreachable": "bold red"}[ev.status]
+            console.print(f"  [{colour}]{ev.status:>11}[/] {ev.host}: {ev.task}"
+                          + (f" - {ev.message}" if ev.message and ev.status != "changed" else ""))
+
+    return SiteOps(estate=estate, inventory=path, steering=KamailioDispatcher(estate),
+                   on_event=None if json_out else show, drain_timeout_s=drain_timeout)
+
+
+def _step_printer(json_out: bool) -> Callable[[Step], None] | None:
+    if json_out:
+        return None
+
+    def show(step: Step) -> None:
+        mark = "[green]ok[/]" if step.ok else "[bold red]FAILED[/]"
+        console.print(f"{mark} {step.name} ({step.seconds:.1f}s){' - ' + step.detail if step.detail else ''}")
+
+    return show
+
+
+def _finish(report: SiteReport, json_out: bool) -> None:
+    if json_out:
+        emit_json(report)
+    elif report.outcome:
+        table = Table(title=f"site {report.site}: {report.outcome}")
+        table.add_column("host")
+        table.add_column("changes", justify="right")
+        for host, n in sorted(report.changed_hosts.items()):
+            table.add_row(host, str(n))
+        console.print(table)
+
+
+DrainOpt = Annotated[float, typer.Option(help="Seconds to wait for calls in flight to end after the drain.")]
+
+
+@app.command()
+@handle_errors
+def upgrade(
+    site: Annotated[str, typer.Argument(help="Site to upgrade.")],
+    to: Annotated[str, typer.Option("--to", help="Release version to install.")],
+    check: Annotated[bool, typer.Option("--check", help="Report what would change; change nothing.")] = False,
+    store: Annotated[Path | None, typer.Option(help="Release store holding callserver-<V>/ bundles.")] = None,
+    drain_timeout: DrainOpt = 30.0,
+    inventory: InventoryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Drain SITE, upgrade its hosts to --to, post-check them (testinfra), undrain.
+
+    A failure after the switch rolls the site back and restores its traffic (exit 6);
+    a failed rollback leaves the site drained (exit 7). A bundle failing verification
+    (exit 2) or a failed preflight (exit 4) touches nothing live."""
+    ops = _ops(inventory, json_out, drain_timeout)
+    try:
+        ops.estate.site(site)
+    except KeyError as exc:
+        raise InvalidInput(str(exc.args[0])) from None
+    bundle = find_bundle(store or default_store(), to)
+    try:
+        report = upgrade_site(ops, site=site, version=to, bundle=bundle, check=check,
+                              on_step=_step_printer(json_out))
+    except CallfleetError as exc:
+        if json_out:  # pipelines get a JSON verdict on failure too
+            emit_json({"site": site, "target": to, "error": exc.message, "exit_code": exc.exit_code})
+        raise
+    _finish(report, json_out)
+
+
+@app.command()
+@handle_errors
+def rollback(
+    site: Annotated[str, typer.Argument(help="Site to roll back.")],
+    drain_timeout: DrainOpt = 30.0,
+    inventory: InventoryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Break-glass: drain SITE, put back each host's previous release, verify, undrain."""
+    ops = _ops(inventory, json_out, drain_timeout)
+    try:
+        ops.estate.site(site)
+    except KeyError as exc:
+        raise InvalidInput(str(exc.args[0])) from None
+    report = rollback_site(ops, site=site, on_step=_step_printer(json_out))
+    _finish(report, json_out)

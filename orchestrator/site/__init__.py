@@ -1,0 +1,1 @@
+"""One-site change: preflight, drain, switch, post-check, undrain; rollback on failure."""

@@ -1,0 +1,79 @@
+"""The effects one site change is made of, each behind a small method.
+
+The rollout engine calls these one by one (journalling around each); `site upgrade`
+and `site rollback` compose them for people at a terminal.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import orchestrator
+from orchestrator.ansible import runner
+from orchestrator.ansible.runner import RunResult, TaskEvent
+from orchestrator.errors import RemoteError
+from orchestrator.estate.model import Estate
+from orchestrator.hostcheck.checks import CheckResult, check_hosts
+from orchestrator.traffic.steering import TrafficSteering, wait_drained
+
+PLAYBOOKS = Path(orchestrator.__file__).resolve().parent.parent / "playbooks"
+
+
+class SiteOps:
+    """Ansible, steering and host checks for the sites of one estate."""
+
+    def __init__(self, *, estate: Estate, inventory: Path, steering: TrafficSteering,
+                 work_dir: Path | None = None, on_event: Callable[[TaskEvent], None] | None = None,
+                 drain_timeout_s: float = 30.0) -> None:
+        self.estate = estate
+        self.inventory = inventory
+        self.steering = steering
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="callfleet-site-"))
+        self.on_event = on_event
+        self.drain_timeout_s = drain_timeout_s
+
+    def _play(self, name: str, site: str, extra: dict[str, object], *, check: bool = False) -> RunResult:
+        return runner.run(inventory=self.inventory, playbook=PLAYBOOKS / f"{name}.yml",
+                          extra_vars={"callfleet_target": site, **extra}, check=check,
+                          on_event=self.on_event, private_dir=self.work_dir / "ansible")
+
+    def preflight(self, site: str, version: str, bundle: Path | None, *, check: bool = False) -> RunResult:
+        """Reachability, disk, current release; install `version` beside it; `kamailio -c` on each host."""
+        extra: dict[str, object] = {"callserver_target_release": version}
+        if bundle is not None:
+            extra["callserver_bundle_dir"] = str(bundle)
+        return self._play("preflight", site, extra, check=check)
+
+    def switch(self, site: str, version: str, *, check: bool = False) -> RunResult:
+        """Point `current` at `version`, restart through the handler, wait ready, verify."""
+        return self._play("upgrade", site, {"callserver_target_release": version}, check=check)
+
+    def rollback(self, site: str) -> RunResult:
+        """Put back the release each host recorded as previous."""
+        return self._play("rollback", site, {})
+
+    def postcheck(self, site: str, version: str) -> list[CheckResult]:
+        """testinfra host checks of every host of the site, expecting `version`."""
+        return check_hosts(self.inventory, self.estate.site(site).hosts, version)
+
+    def drain(self, site: str) -> float:
+        """Drain the site and wait (bounded) until its calls in flight have ended."""
+        self.steering.drain(site)
+        return wait_drained(self.steering, site, timeout_s=self.drain_timeout_s)
+
+    def undrain(self, site: str) -> None:
+        """Give the site its traffic share back."""
+        self.steering.undrain(site)
+
+
+def failures_text(result: RunResult) -> str:
+    """`host: reason; host: reason` for a failed run."""
+    return "; ".join(f"{h}: {why}" for h, why in sorted(result.failures().items())) or result.status
+
+
+def require_ok(result: RunResult, what: str) -> None:
+    """RemoteError naming each failing host."""
+    if not result.succeeded:
+        raise RemoteError(f"{what} failed: {failures_text(result)}")
