@@ -90,6 +90,9 @@ HOST_KEY_MARKERS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION 
 
 def _message(res: dict[str, Any]) -> str:
     msg = str(res.get("msg") or res.get("stderr") or res.get("reason") or "")
+    if msg == "non-zero return code" and (res.get("stderr") or res.get("stdout")):
+        # a failed command says more on its stderr than Ansible's generic message
+        msg = f"{res.get('stderr') or res.get('stdout')}".strip()
     if any(marker in msg for marker in HOST_KEY_MARKERS):
         return "Host key verification failed: the host's SSH key does not match known_hosts"
     lines = [ln.strip() for ln in msg.splitlines() if ln.strip().strip("@")]
