@@ -92,22 +92,29 @@ def wait_for(check: Callable[[], bool], *, timeout: float, interval: float = 0.0
 
 def stop_pid(pid: int | None, *, expect: str | None = None, timeout: float = 5.0,
              sig: int = signal.SIGTERM) -> None:
-    """Signal a process and wait until it is gone; SIGKILL after `timeout`."""
-    if not alive(pid, expect=expect):
+    """Signal a process and wait until it is gone; SIGKILL after `timeout`.
+
+    Daemons here lead their own process group (spawn uses a new session): the group
+    is killed at the end too, so no worker outlives its main process."""
+    if pid is None or pid <= 0:
         return
-    assert pid is not None
+    if alive(pid, expect=expect):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        if not wait_for(lambda: not alive(pid), timeout=timeout):
+            _killpg(pid)
+            if not wait_for(lambda: not alive(pid), timeout=2.0):
+                raise RemoteError(f"process {pid} did not stop")
+    _killpg(pid)
+
+
+def _killpg(pgid: int) -> None:
     try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    if wait_for(lambda: not alive(pid), timeout=timeout):
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-    if not wait_for(lambda: not alive(pid), timeout=2.0):
-        raise RemoteError(f"process {pid} did not stop")
+        pass
 
 
 def free_udp_port(address: str) -> int:

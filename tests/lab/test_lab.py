@@ -85,6 +85,9 @@ def test_crashed_call_server_is_reported_and_lab_up_restarts_it(lab: Lab) -> Non
     st = _status(lab)
     assert st["rc"] == 0
     assert {c["name"]: c["status"] for c in st["components"]}["site6-cs2"] == "running"
+    # the killed main's workers (same process group) must not survive, still bound to the port
+    orphans = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
+    assert orphans == []
 
 
 def test_probe_of_an_unreachable_host_is_an_error_not_a_success(lab: Lab) -> None:

@@ -57,9 +57,18 @@ ready() {
   ! grep -qi error <<<"$out"
 }
 
+reap_orphans() {
+  # After `kill -9` of the main process its workers live on, still bound to the SIP
+  # port. They share the dead main's process group (setsid below): clear it out.
+  local old
+  old=$(cat "$PIDFILE" 2>/dev/null || true)
+  if [ -n "$old" ] && ! pid_alive "$old"; then kill -KILL -- "-$old" 2>/dev/null || true; fi
+}
+
 do_start() {
   local pid rel i
   if pid=$(running_pid); then echo "already running pid $pid"; return 0; fi
+  reap_orphans
   rel=$(readlink -f "$ROOT/current") || { echo "no current release" >&2; return 1; }
   kamailio_args "$rel"
   mkdir -p "$RUN" "$(dirname "$LOG")"
@@ -81,10 +90,11 @@ do_start() {
 
 do_stop() {
   local pid i
-  if ! pid=$(running_pid); then rm -f "$PIDFILE" "$CTL"; echo stopped; return 0; fi
+  if ! pid=$(running_pid); then reap_orphans; rm -f "$PIDFILE" "$CTL"; echo stopped; return 0; fi
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 250; i++)); do pid_alive "$pid" || break; sleep 0.02; done
-  if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.1; fi
+  # the whole process group: no worker may outlive its main process
+  kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$PIDFILE" "$CTL"
   echo stopped
 }
