@@ -8,6 +8,7 @@ checks the command line so a recycled pid is never mistaken for ours.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -99,10 +100,8 @@ def stop_pid(pid: int | None, *, expect: str | None = None, timeout: float = 5.0
     if pid is None or pid <= 0:
         return
     if alive(pid, expect=expect):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
         if not wait_for(lambda: not alive(pid), timeout=timeout):
             _killpg(pid)
             if not wait_for(lambda: not alive(pid), timeout=2.0):
@@ -111,10 +110,8 @@ def stop_pid(pid: int | None, *, expect: str | None = None, timeout: float = 5.0
 
 
 def _killpg(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def free_udp_port(address: str) -> int:
