@@ -8,7 +8,7 @@ import sys
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import estate_cmd, lab_cmd, probe_cmd, provision_cmd, release_cmd, site_cmd
+from orchestrator.cli import estate_cmd, lab_cmd, ops_cmd, probe_cmd, provision_cmd, release_cmd, site_cmd
 
 HELP = """\
 callfleet upgrades an emergency-call estate one site at a time, canary first,
@@ -32,6 +32,8 @@ app.add_typer(release_cmd.app, name="release")
 app.add_typer(site_cmd.app, name="site")
 app.add_typer(provision_cmd.app, name="provision")
 app.command("probe")(probe_cmd.probe)
+app.command("exec", context_settings=ops_cmd.EXEC_CONTEXT_SETTINGS)(ops_cmd.exec_command)
+app.command("diag")(ops_cmd.diag)
 
 
 def _version(value: bool) -> None:

@@ -127,6 +127,7 @@ def lab_up(*, state_dir: Path, params: LabParams) -> Estate:
                          components=dict(old.components) if old else {})
         estate = _current_estate(state_dir, params)
         ssh = sshd.SshPaths(state_dir)
+        ssh.control_dir.mkdir(parents=True, exist_ok=True)  # lives in /tmp: may have been cleaned
         addresses = [str(h.address) for h in estate.hosts]
 
         comp = state.components.get("sshd")

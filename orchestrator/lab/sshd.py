@@ -7,7 +7,9 @@ client never trusts on first use and a changed key is refused.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +30,10 @@ class SshPaths:
         self.client_config = self.dir / "ssh_config"
         self.pidfile = self.dir / "sshd.pid"
         self.log = self.dir / "sshd.log"
-        self.control_dir = state_dir / "cp"
+        # ssh appends ~58 bytes (%C hash + temp suffix) to the ControlPath directory and
+        # the whole must stay under 108 bytes: keep it short whatever the state dir.
+        digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:10]
+        self.control_dir = Path(tempfile.gettempdir()) / f"cfcp-{digest}"
 
 
 def _keygen(path: Path, comment: str) -> None:

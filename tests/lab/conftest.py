@@ -47,3 +47,31 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(state_dir=state_dir, inventory=inventory, estate=load_inventory(inventory))
     finally:
         cli("lab", "down", "--state-dir", str(state_dir))
+
+
+def impostor_inventory(lab: Lab, out_dir: Path, *, hosts: list[str] | None = None) -> Path:
+    """A copy of the lab inventory whose known_hosts holds another key for `hosts` (all
+    by default), as after a host was replaced or someone else answers on its address.
+    It gets its own short ControlPath, so no open master connection bypasses the check."""
+    import re
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(out_dir / "other")], check=True)
+    pub = (out_dir / "other.pub").read_text().split()
+    victims = {f"[{h.address}]:{h.ssh_port}" for h in lab.estate.hosts if hosts is None or h.name in hosts}
+    lines = [f"{ln.split()[0]} {pub[0]} {pub[1]}" if ln.split()[0] in victims else ln
+             for ln in (lab.state_dir / "ssh" / "known_hosts").read_text().splitlines()]
+    known_hosts = out_dir / "known_hosts"
+    known_hosts.write_text("\n".join(lines) + "\n")
+    control_dir = tempfile.mkdtemp(prefix="cfcp-")  # ControlPath must stay under 108 bytes
+    doc = yaml.safe_load(lab.inventory.read_text())
+    gvars = doc["all"]["vars"]
+    args = re.sub(r"UserKnownHostsFile=\S+", f"UserKnownHostsFile={known_hosts}", gvars["ansible_ssh_common_args"])
+    gvars["ansible_ssh_common_args"] = re.sub(r"ControlPath=\S+", f"ControlPath={control_dir}/%C", args)
+    gvars["callfleet_ssh_known_hosts"] = str(known_hosts)
+    inv = out_dir / "inventory.yml"
+    inv.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return inv
