@@ -126,12 +126,15 @@ class Audience(_Frozen):
     sms_channel: ChannelName | None = None
 
     def wants(self, alert: Alert) -> bool:
-        """Whether this audience is concerned (a test alert reaches everyone)."""
+        """Whether this audience is concerned (a test alert reaches everyone).
+
+        A resolution ignores min_severity: whoever heard of an incident must hear it ended,
+        even when the producer marks the resolution `info`."""
         if alert.kind is AlertKind.TEST:
             return True
         if self.kinds is not None and alert.kind not in self.kinds:
             return False
-        return alert.severity.rank >= self.min_severity.rank
+        return alert.kind is AlertKind.INCIDENT_RESOLVED or alert.severity.rank >= self.min_severity.rank
 
 
 class AlertConfig(_Frozen):
@@ -266,8 +269,18 @@ def _reject_inline_secrets(path: Path, raw: dict[str, Any]) -> None:
                                      "in the environment or the secrets file")
 
 
-def parse_config(raw: Any, *, path: Path, env: dict[str, str] | None = None) -> AlertConfig:
-    """Validate an already parsed document and resolve its secrets (InvalidInput on error)."""
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p != "[key]"]
+    # A discriminated union puts the tag in the path (channels.mail.smtp.port): drop it.
+    if len(parts) > 2 and parts[0] == "channels" and parts[2] in ("webhook", "smtp", "smpp"):
+        del parts[2]
+    return ".".join(parts) or "(top)"
+
+
+def parse_config(raw: Any, *, path: Path, env: dict[str, str] | None = None, with_secrets: bool = True) -> AlertConfig:
+    """Validate an already parsed document and resolve its secrets (InvalidInput on error).
+
+    `with_secrets=False` skips the secrets (for commands that only read the store)."""
     if not isinstance(raw, dict):
         raise _fail(path, "(top)", f"expected a mapping, got {type(raw).__name__}")
     _reject_inline_secrets(path, raw)
@@ -275,7 +288,7 @@ def parse_config(raw: Any, *, path: Path, env: dict[str, str] | None = None) -> 
         config = AlertConfig.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))) or "(top)"
+        loc = _dotted(err["loc"])
         msg = "unknown key (typo?)" if err["type"] == "extra_forbidden" else err["msg"]
         raise _fail(path, loc, msg) from None
     _check_references(path, config)
@@ -286,6 +299,8 @@ def parse_config(raw: Any, *, path: Path, env: dict[str, str] | None = None) -> 
         if value is not None and not value.is_absolute():
             updates[field] = base / value
     config = config.model_copy(update=updates)
+    if not with_secrets:
+        return config
     refs = _secret_refs(config)
     found, missing = resolve_secrets(names=refs, env=env, secrets_file=config.secrets_file)
     if missing:
@@ -295,7 +310,7 @@ def parse_config(raw: Any, *, path: Path, env: dict[str, str] | None = None) -> 
     return config.model_copy(update={"secrets": found})
 
 
-def load_config(path: Path, *, env: dict[str, str] | None = None) -> AlertConfig:
+def load_config(path: Path, *, env: dict[str, str] | None = None, with_secrets: bool = True) -> AlertConfig:
     """Load, validate and resolve an alerting config file (InvalidInput naming file and key)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -306,7 +321,7 @@ def load_config(path: Path, *, env: dict[str, str] | None = None) -> AlertConfig
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
         raise InvalidInput(f"{path}: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_config(raw, path=path, env=env)
+    return parse_config(raw, path=path, env=env, with_secrets=with_secrets)
 
 
 def default_config_path() -> Path:

@@ -55,17 +55,14 @@ def resolve_secrets(*, names: Iterable[str], env: Mapping[str, str] | None = Non
 
     Returns the values found and the names that were not found anywhere."""
     environ = os.environ if env is None else env
-    wanted = sorted(set(names))
-    from_file = read_secrets_file(secrets_file) if secrets_file is not None and wanted else {}
-    found: dict[str, SecretStr] = {}
-    missing: list[str] = []
-    for name in wanted:
-        if environ.get(name):
-            found[name] = SecretStr(environ[name])
-        elif name in from_file:
-            found[name] = from_file[name]
-        else:
-            missing.append(name)
+    found = {name: SecretStr(environ[name]) for name in sorted(set(names)) if environ.get(name)}
+    missing = sorted(set(names) - found.keys())
+    # The file is read only when the environment lacks something: a deployment that
+    # passes every secret in the environment needs no file at all.
+    if missing and secrets_file is not None:
+        from_file = read_secrets_file(secrets_file)
+        found.update({name: from_file[name] for name in missing if name in from_file})
+        missing = [name for name in missing if name not in from_file]
     return found, missing
 
 

@@ -75,6 +75,28 @@ _ACTIONS: dict[str, dict[Action, str]] = {
     },
 }
 
+# Short forms for the SMS, where every character counts.
+_ACTIONS_SHORT: dict[str, dict[Action, str]] = {
+    "fr": {
+        Action.DRAINED: "site drainé",
+        Action.ROLLED_BACK: "retour version précédente",
+        Action.FAILED_OVER: "trafic basculé",
+        Action.ROLLOUT_HALTED: "déploiement stoppé",
+        Action.ROLLOUT_PAUSED: "déploiement en pause",
+        Action.TRAFFIC_RESTORED: "trafic rétabli",
+        Action.UNDRAINED: "site remis en service",
+    },
+    "en": {
+        Action.DRAINED: "site drained",
+        Action.ROLLED_BACK: "rolled back",
+        Action.FAILED_OVER: "traffic moved",
+        Action.ROLLOUT_HALTED: "rollout halted",
+        Action.ROLLOUT_PAUSED: "rollout paused",
+        Action.TRAFFIC_RESTORED: "traffic restored",
+        Action.UNDRAINED: "site back in service",
+    },
+}
+
 # Phrases around the facts; `none` is what an empty fact reads as.
 _WORDS: dict[str, dict[str, str]] = {
     "fr": {"calls": "appels vers le", "at": "sur", "sites": "sites", "none": "aucune", "nothing": "rien",
@@ -93,7 +115,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "fr": {
         "subject": "[$severity] callfleet : $headline - $failing",
         "sms": "[$severity] callfleet : $headline. $failing depuis $since_short. Version $release. "
-               "Fait : $actions.$substitutes_sentence Réf. $incident_id",
+               "Fait : $actions_short.$substitutes_sentence Réf. $incident_id",
         "chat": "[$severity] $headline\n$failing depuis $since ($elapsed)\nVersion : $release\nFait : $actions"
                 "$substitutes_line",
         "email": "$headline ($severity)\n\n"
@@ -104,7 +126,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
                  "Ce qui a été fait : $actions\n"
                  "Numéros de substitution à publier : $substitutes\n\n"
                  "Mesures :\n$evidence\n\n"
-                 "$note"
+                 "${note}"
                  "Incident : $incident_id\n"
                  "Clé de dédoublonnage : $dedupe_key\n"
                  "Émis par callfleet le $raised_at\n",
@@ -112,7 +134,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "en": {
         "subject": "[$severity] callfleet: $headline - $failing",
         "sms": "[$severity] callfleet: $headline. $failing since $since_short. Release $release. "
-               "Done: $actions.$substitutes_sentence Ref $incident_id",
+               "Done: $actions_short.$substitutes_sentence Ref $incident_id",
         "chat": "[$severity] $headline\n$failing since $since ($elapsed)\nRelease: $release\nDone: $actions"
                 "$substitutes_line",
         "email": "$headline ($severity)\n\n"
@@ -123,7 +145,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
                  "What was done: $actions\n"
                  "Substitute numbers to publish: $substitutes\n\n"
                  "Evidence:\n$evidence\n\n"
-                 "$note"
+                 "${note}"
                  "Incident: $incident_id\n"
                  "Dedupe key: $dedupe_key\n"
                  "Raised by callfleet at $raised_at\n",
@@ -197,6 +219,7 @@ def _variables(alert: Alert, lang: str, tz: ZoneInfo) -> dict[str, str]:
         "elapsed": f"{minutes} {w['min']}",
         "release": release,
         "actions": ", ".join(_ACTIONS[lang][a] for a in alert.actions) or w["nothing"],
+        "actions_short": ", ".join(_ACTIONS_SHORT[lang][a] for a in alert.actions) or w["nothing"],
         "substitutes": subs or w["none"],
         "substitutes_sentence": f" {w['subst']}{subs}." if subs else "",
         "substitutes_line": f"\n{w['subst']}{subs}" if subs else "",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -74,13 +73,14 @@ class SmtpSender:
             permanent = all(code >= 500 for code in codes.values())
             raise ChannelError(f"{where}: every recipient refused {codes}", permanent=permanent) from None
         except smtplib.SMTPResponseException as exc:
-            raise ChannelError(f"{where}: {exc.smtp_code} {exc.smtp_error.decode(errors='replace')[:200]}",
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            raise ChannelError(f"{where}: {exc.smtp_code} {text[:200]}",
                                permanent=exc.smtp_code >= 500) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise ChannelError(f"{where}: {exc}", permanent=True) from None
         except ssl.SSLError as exc:
             raise ChannelError(f"{where}: TLS: {exc.reason or exc}", permanent=True) from None
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (smtplib.SMTPException, OSError) as exc:
             raise ChannelError(f"{where}: {type(exc).__name__}: {exc}") from None
         for addr, (code, _msg) in refused.items():
             progress.rejected[addr] = str(code)

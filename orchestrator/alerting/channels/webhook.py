@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 import urllib.error
 import urllib.request
 from email.message import Message as HttpHeaders
@@ -78,7 +77,7 @@ class WebhookSender:
             status = exc.code
             permanent = status < 500 and status not in _RETRIABLE
             raise ChannelError(f"{where}: HTTP {status} {exc.reason}", permanent=permanent) from None
-        except (urllib.error.URLError, OSError, socket.timeout) as exc:
+        except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ChannelError(f"{where}: {type(reason).__name__}: {reason}") from None
         if not 200 <= status < 300:
