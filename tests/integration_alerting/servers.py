@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import smpplib.consts as c
@@ -91,13 +94,16 @@ class _MailHandler:
 class SmtpServer:
     """aiosmtpd on loopback; AUTH checked against (user, password) when given."""
 
-    def __init__(self, *, user: str | None = None, password: str | None = None) -> None:
+    def __init__(self, *, user: str | None = None, password: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.messages: list[tuple[list[str], EmailMessage, float]] = []
-        self.logins: list[tuple[str, str]] = []
+        self.logins: list[tuple[str, str, bool]] = []  # (user, password, over TLS)
         self.port = free_port()
         kwargs: dict[str, Any] = {}
         if user is not None:
-            kwargs.update(auth_require_tls=False, authenticator=self._auth)
+            kwargs.update(auth_require_tls=tls is not None, authenticator=self._auth)
+        if tls is not None:
+            kwargs.update(tls_context=tls, require_starttls=True)
         self.user, self.password = user, password
         self.controller = Controller(_MailHandler(self), hostname=HOST, port=self.port, **kwargs)
         self.controller.start()
@@ -105,12 +111,21 @@ class SmtpServer:
     def _auth(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
         if isinstance(data, LoginPassword):
             login, pw = data.login.decode(), data.password.decode()
-            self.logins.append((login, pw))
+            self.logins.append((login, pw, session.ssl is not None))
             return AuthResult(success=(login, pw) == (self.user, self.password))
         return AuthResult(success=False, handled=False)
 
     def close(self) -> None:
         self.controller.stop()
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 (openssl CLI): (cert, key)."""
+    cert, key = tmp / "smtp.crt", tmp / "smtp.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 # --- SMPP ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
+import ssl
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from tests.integration_alerting.conftest import (
     lyon_alert,
     make_config,
 )
-from tests.integration_alerting.servers import HOST, BlackHole, HttpReceiver, SmppServer, SmtpServer
+from tests.integration_alerting.servers import HOST, BlackHole, HttpReceiver, SmppServer, SmtpServer, self_signed
 
 OK = (NotificationState.SENT, NotificationState.ACKNOWLEDGED)
 
@@ -68,7 +70,7 @@ def test_an_alert_reaches_all_three_channels_with_the_facts(tmp_path: Path, http
         assert fact in blob, fact
 
     # E-mail: authenticated, French long form with every fact.
-    assert smtp.logins == [("callfleet", SMTP_PASSWORD)]
+    assert smtp.logins == [("callfleet", SMTP_PASSWORD, False)]
     [(rcpts, msg, _)] = smtp.messages
     assert rcpts == ["crise@example.org"]
     assert msg["X-Callfleet-Incident"] == "lyon/112+18"
@@ -285,7 +287,7 @@ def test_secrets_never_reach_logs_store_repr_or_json(tmp_path: Path, http: HttpR
     store.close()
 
     # The servers did receive the secrets: they were used, not lost.
-    assert (SMTP_PASSWORD in [p for _u, p in smtp.logins]) and smsc.state.binds[0][2] == SMPP_PASSWORD
+    assert (SMTP_PASSWORD in [p for _u, p, _tls in smtp.logins]) and smsc.state.binds[0][2] == SMPP_PASSWORD
     assert http.hits[0].headers["Authorization"] == f"Bearer {WEBHOOK_TOKEN}"
 
     ours = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records if not r.name.startswith("mail.log"))
@@ -300,3 +302,30 @@ def test_secrets_never_reach_logs_store_repr_or_json(tmp_path: Path, http: HttpR
         for text in dumps:
             assert secret not in text
         assert secret.encode() not in db_bytes
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make a certificate")
+def test_starttls_is_used_when_asked_and_the_certificate_checked(tmp_path: Path, http: HttpReceiver,
+                                                                 smsc: SmppServer) -> None:
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    smtp = SmtpServer(user="callfleet", password=SMTP_PASSWORD, tls=ctx)
+    try:
+        doc = config_doc(http_port=http.port, smtp_port=smtp.port, smpp_port=smsc.port, store=tmp_path / "s.sqlite")
+        doc["channels"]["mail"].update(starttls=True, ca_file=str(cert))
+        handle = Notifier(config=make_config(tmp_path, doc), store=None).submit(lyon_alert(), only_channel="mail")
+        assert handle.wait(10)
+        assert [o.state for o in handle.outcomes()] == [NotificationState.SENT]
+        assert smtp.logins == [("callfleet", SMTP_PASSWORD, True)]  # logged in only once encrypted
+        assert len(smtp.messages) == 1
+
+        # A certificate the client cannot verify is a permanent failure: no retry.
+        doc["channels"]["mail"].pop("ca_file")
+        (tmp_path / "alerts.yml").unlink()
+        handle = Notifier(config=make_config(tmp_path, doc), store=None).submit(lyon_alert(), only_channel="mail")
+        assert handle.wait(10)
+        [out] = handle.outcomes()
+        assert out.state is NotificationState.FAILED and out.attempts == 1 and "TLS" in (out.error or "")
+    finally:
+        smtp.close()
