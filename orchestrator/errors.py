@@ -9,6 +9,7 @@ Exit codes (documented in README and `callfleet --help`):
   5  health check failed: calls failed or a gate said FAIL
   6  an upgrade failed after the switch and the site was rolled back (traffic restored)
   7  a rollback failed: the site is left drained and needs a human
+  8  a gate was INCONCLUSIVE (too little data, or the baseline is failing too)
 """
 
 from __future__ import annotations

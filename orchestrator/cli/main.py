@@ -8,7 +8,17 @@ import sys
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import estate_cmd, lab_cmd, ops_cmd, probe_cmd, provision_cmd, release_cmd, site_cmd
+from orchestrator.cli import (
+    alert_cmd,
+    estate_cmd,
+    gate_cmd,
+    lab_cmd,
+    ops_cmd,
+    probe_cmd,
+    provision_cmd,
+    release_cmd,
+    site_cmd,
+)
 
 HELP = """\
 callfleet upgrades an emergency-call estate one site at a time, canary first,
@@ -20,7 +30,7 @@ Start with the lab (a six-site estate of real Kamailio call servers on loopback)
 
 Exit codes: 0 ok, 1 internal error, 2 invalid input, 3 tool missing,
 4 remote operation failed, 5 health check failed, 6 rolled back after a failed
-change, 7 rollback failed (site left drained).
+change, 7 rollback failed (site left drained), 8 gate inconclusive.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich",
@@ -34,6 +44,9 @@ app.add_typer(provision_cmd.app, name="provision")
 app.command("probe")(probe_cmd.probe)
 app.command("exec", context_settings=ops_cmd.EXEC_CONTEXT_SETTINGS)(ops_cmd.exec_command)
 app.command("diag")(ops_cmd.diag)
+app.command("gate")(gate_cmd.gate)
+app.add_typer(alert_cmd.app, name="alert")
+app.command("incidents")(alert_cmd.incidents)
 
 
 def _version(value: bool) -> None:

@@ -68,6 +68,8 @@ def upgrade(
     site: Annotated[str, typer.Argument(help="Site to upgrade.")],
     to: Annotated[str, typer.Option("--to", help="Release version to install.")],
     check: Annotated[bool, typer.Option("--check", help="Report what would change; change nothing.")] = False,
+    keep_drained: Annotated[bool, typer.Option("--keep-drained", help="Leave the site drained after a good "
+                                               "upgrade (gate it, then `site undrain`).")] = False,
     store: Annotated[Path | None, typer.Option(help="Release store holding callserver-<V>/ bundles.")] = None,
     drain_timeout: DrainOpt = 30.0,
     inventory: InventoryOpt = None,
@@ -85,7 +87,7 @@ def upgrade(
         raise InvalidInput(str(exc.args[0])) from None
     bundle = find_bundle(store or default_store(), to)
     try:
-        report = upgrade_site(ops, site=site, version=to, bundle=bundle, check=check,
+        report = upgrade_site(ops, site=site, version=to, bundle=bundle, check=check, keep_drained=keep_drained,
                               on_step=_step_printer(json_out))
     except CallfleetError as exc:
         if json_out:  # pipelines get a JSON verdict on failure too
@@ -110,3 +112,49 @@ def rollback(
         raise InvalidInput(str(exc.args[0])) from None
     report = rollback_site(ops, site=site, on_step=_step_printer(json_out))
     _finish(report, json_out)
+
+
+@app.command()
+@handle_errors
+def drain(
+    site: Annotated[str, typer.Argument(help="Site to take out of emergency traffic.")],
+    drain_timeout: DrainOpt = 30.0,
+    inventory: InventoryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Move the site's share of emergency traffic to the other sites; wait for its calls to end."""
+    ops = _ops(inventory, json_out, drain_timeout)
+    try:
+        ops.estate.site(site)
+    except KeyError as exc:
+        raise InvalidInput(str(exc.args[0])) from None
+    waited = ops.drain(site)
+    _print_steering(ops, json_out, f"{site} drained; calls in flight ended after {waited:.2f}s")
+
+
+@app.command()
+@handle_errors
+def undrain(
+    site: Annotated[str, typer.Argument(help="Site to give its traffic back.")],
+    inventory: InventoryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Give the site its weight's share of emergency traffic again."""
+    ops = _ops(inventory, json_out, 30.0)
+    try:
+        ops.estate.site(site)
+    except KeyError as exc:
+        raise InvalidInput(str(exc.args[0])) from None
+    ops.undrain(site)
+    _print_steering(ops, json_out, f"{site} undrained")
+
+
+def _print_steering(ops: SiteOps, json_out: bool, message: str) -> None:
+    state = ops.steering.state()
+    if json_out:
+        emit_json({"message": message, "sites": {k: v.model_dump() for k, v in state.items()}})
+        return
+    console.print(message)
+    for name, st in state.items():
+        console.print(f"  {name}: weight {st.weight}, {'drained' if st.drained else 'active'}, "
+                      f"share {100 * st.share:.1f}%")

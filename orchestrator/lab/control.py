@@ -20,16 +20,17 @@ from orchestrator import kamrpc, procs
 from orchestrator.errors import InvalidInput, RemoteError
 from orchestrator.estate.inventory import write_inventory
 from orchestrator.estate.model import Estate
-from orchestrator.lab import callhost, sshd
+from orchestrator.lab import callhost, prometheus, sshd
 from orchestrator.lab.state import Component, LabParamsRecord, LabState, Status
 from orchestrator.lab.topology import (
     STOCK_RELEASE,
     LabParams,
     edge_address,
     lab_estate,
+    metrics_listen,
     psap_address,
 )
-from orchestrator.release.bundle import build_bundle, require_verified
+from orchestrator.release.bundle import build_bundle, require_verified, sha256_of
 from orchestrator.sipp import scenarios
 
 
@@ -83,12 +84,23 @@ def _start_edge(estate: Estate, state_dir: Path) -> Component:
     pid = procs.spawn([kamailio, "-f", str(p["cfg"]), "-DD", "-E", "-l",
                        f"udp:{estate.edge.address}:{estate.edge.sip_port}", "-n", "4", "-m", "64",
                        "-M", "8", "-P", str(p["pid"]), "-Y", str(p["dir"]),
-                       "-A", f'CTL_SOCKET="unix:{p["ctl"]}"', "-A", f'DS_LIST="{p["list"]}"'],
+                       "-A", f'CTL_SOCKET="unix:{p["ctl"]}"', "-A", f'DS_LIST="{p["list"]}"',
+                       "-A", f"METRICS_LISTEN={metrics_listen(estate.edge.address)}"],
                       log=p["log"])
     if not procs.wait_for(lambda: kamrpc.answers(p["ctl"]), timeout=5.0):
         raise RemoteError(f"edge router did not start: {procs.tail(p['log'])}")
+    _create_edge_series(estate, p["ctl"])
     return Component(name="edge", kind="edge", address=str(estate.edge.address), pid=pid,
                      pidfile=None, expect="kamailio", log=str(p["log"]))
+
+
+def _create_edge_series(estate: Estate, ctl: Path) -> None:
+    """Create every site/host call counter of the edge at 0: an xhttp_prom series appears
+    at its first use, and a site that has had no call yet (drained since the edge
+    started) must read 0 in Prometheus, not "no data"."""
+    for host in estate.hosts:
+        for counter in ("edge_invites_total", "edge_answered_total", "edge_failed_total"):
+            kamrpc.rpc(ctl, "xhttp_prom.counter_reset", counter, host.site, host.name)
 
 
 def _start_psap(estate: Estate, state_dir: Path, index: int, params: LabParams) -> Component:
@@ -116,7 +128,8 @@ def _check_params(state: LabState | None, params: LabParams) -> None:
 def lab_up(*, state_dir: Path, params: LabParams) -> Estate:
     """Start every lab component that is not already running; write the inventory."""
     for binary, pkg in (("kamailio", "kamailio"), ("kamcmd", "kamailio"), ("sipp", "sip-tester"),
-                        ("sshd", "openssh-server"), ("ssh-keygen", "openssh-client")):
+                        ("sshd", "openssh-server"), ("ssh-keygen", "openssh-client"),
+                        ("prometheus", "prometheus")):
         procs.require_binary(binary, package=pkg)
     state_dir = state_dir.resolve()
     with _locked(state_dir):
@@ -139,10 +152,7 @@ def lab_up(*, state_dir: Path, params: LabParams) -> Estate:
             state.save(state_dir)
 
         bundle_dir = state_dir / "bundles"
-        bundle = bundle_dir / f"callserver-{STOCK_RELEASE}"
-        if not bundle.exists():
-            bundle = build_bundle(source=stock_release_source(), version=STOCK_RELEASE, out_dir=bundle_dir)
-        require_verified(bundle)
+        bundle = _stock_bundle(bundle_dir)
 
         for index, number in enumerate(estate.numbers):
             name = f"psap-{number.number}"
@@ -167,9 +177,26 @@ def lab_up(*, state_dir: Path, params: LabParams) -> Estate:
             state.components["edge"] = _start_edge(estate, state_dir)
             state.save(state_dir)
 
+        comp = state.components.get("prometheus")
+        if comp is None or comp.status() != "running":
+            state.components["prometheus"] = prometheus.start(estate, state_dir, params)
+            state.save(state_dir)
+
         write_inventory(estate, inventory_path(state_dir), extra_vars=_ansible_vars(ssh),
                         header="# written by `callfleet lab up`; every command reads it by default\n")
         return estate
+
+
+def _stock_bundle(bundle_dir: Path) -> Path:
+    """The stock release bundle, rebuilt when the source in the repository changed since."""
+    bundle = bundle_dir / f"callserver-{STOCK_RELEASE}"
+    source = stock_release_source()
+    if bundle.exists():
+        manifest = require_verified(bundle)
+        same = all((source / f.path).is_file() and sha256_of(source / f.path) == f.sha256 for f in manifest.files)
+        if same and len(manifest.files) == sum(1 for p in source.rglob("*") if p.is_file()):
+            return bundle
+    return build_bundle(source=source, version=STOCK_RELEASE, out_dir=bundle_dir)
 
 
 def _current_estate(state_dir: Path, params: LabParams) -> Estate:
@@ -260,7 +287,7 @@ def lab_down(*, state_dir: Path) -> list[str]:
         state = LabState.load(state_dir)
         if state is None:
             return []
-        order = {"traffic": 0, "edge": 1, "callserver": 2, "psap": 3, "sshd": 4}
+        order = {"traffic": 0, "prometheus": 1, "edge": 2, "callserver": 3, "psap": 4, "sshd": 5}
         stopped = []
         for comp in sorted(state.components.values(), key=lambda c: order[c.kind]):
             was_running = comp.status() == "running"

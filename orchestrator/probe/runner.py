@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import InvalidInput, RemoteError
 from orchestrator.estate.model import Estate, Host, Site
@@ -31,6 +31,8 @@ class ProbeReport(BaseModel):
     rate: float
     numbers: tuple[NumberResult, ...]
     per_host: tuple[NumberResult, ...]
+    # raw per-number samples (setup delays) for the gate's statistics; not in JSON output
+    stats: dict[str, CallStats] = Field(default_factory=dict, exclude=True)
 
     @property
     def all_answered(self) -> bool:
@@ -90,9 +92,8 @@ def probe_site(*, estate: Estate, site: Site, host: str | None = None,
         results = list(pool.map(run, jobs))
     per_host = tuple(metrics.number_result(site=site.name, host=h.name, number=num, stats=s)
                      for h, num, s in results)
-    merged = tuple(
-        metrics.number_result(site=site.name, host=None, number=n.number,
-                              stats=metrics.merge(s for _, num, s in results if num == n.number))
-        for n in wanted)
+    stats = {n.number: metrics.merge(s for _, num, s in results if num == n.number) for n in wanted}
+    merged = tuple(metrics.number_result(site=site.name, host=None, number=num, stats=st)
+                   for num, st in stats.items())
     return ProbeReport(site=site.name, hosts=tuple(h.name for h in hosts), calls_per_number=calls,
-                       rate=rate, numbers=merged, per_host=per_host)
+                       rate=rate, numbers=merged, per_host=per_host, stats=stats)

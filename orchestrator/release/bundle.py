@@ -56,7 +56,8 @@ class VerifyReport(BaseModel):
     modified: tuple[str, ...] = ()
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(65536), b""):
@@ -86,7 +87,7 @@ def build_bundle(*, source: Path, version: str, out_dir: Path) -> Path:
         shutil.copytree(source, staging)
         for f in _payload_files(staging):
             rel = f.relative_to(staging).as_posix()
-            files.append(FileEntry(path=rel, sha256=_sha256(f), size=f.stat().st_size))
+            files.append(FileEntry(path=rel, sha256=sha256_of(f), size=f.stat().st_size))
         manifest = Manifest(name=name, version=version, built_at=datetime.now(UTC),
                             entrypoint=entry, files=tuple(files))
     except ValidationError as exc:
@@ -118,7 +119,7 @@ def verify_bundle(bundle: Path) -> VerifyReport:
     missing = tuple(sorted(set(expected) - set(present)))
     extra = tuple(sorted(set(present) - set(expected)))
     modified = tuple(sorted(p for p in expected.keys() & present.keys()
-                            if _sha256(present[p]) != expected[p]))
+                            if sha256_of(present[p]) != expected[p]))
     return VerifyReport(bundle=str(bundle), name=manifest.name, version=manifest.version,
                         ok=not (missing or extra or modified), files=len(expected),
                         missing=missing, extra=extra, modified=modified)

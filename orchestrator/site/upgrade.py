@@ -57,8 +57,11 @@ class _Steps:
 
 
 def upgrade_site(ops: SiteOps, *, site: str, version: str, bundle: Path, check: bool = False,
-                 on_step: Callable[[Step], None] | None = None) -> SiteReport:
-    """Upgrade every host of `site` to `version`; see the module docstring for the order."""
+                 keep_drained: bool = False, on_step: Callable[[Step], None] | None = None) -> SiteReport:
+    """Upgrade every host of `site` to `version`; see the module docstring for the order.
+
+    `keep_drained` leaves the site out of live traffic after a good upgrade, for the gate
+    to judge it before any live call reaches it."""
     report = SiteReport(site=site, target=version)
     steps = _Steps(report, on_step)
     ops.estate.site(site)  # KeyError for an unknown site, before anything runs
@@ -107,9 +110,10 @@ def upgrade_site(ops: SiteOps, *, site: str, version: str, bundle: Path, check: 
         raise RolledBack(f"{site}: upgrade to {version} failed ({exc.message}); rolled back to the "
                          "previous release and traffic restored") from None
 
-    t = time.monotonic()
-    ops.undrain(site)
-    steps.record("undrain", t, True)
+    if not keep_drained:
+        t = time.monotonic()
+        ops.undrain(site)
+        steps.record("undrain", t, True)
     report.changed_hosts = {h: pre.hosts.get(h, r).changed + r.changed for h, r in result.hosts.items()}
     report.outcome = "upgraded" if any(r.changed for r in result.hosts.values()) else "unchanged"
     return report

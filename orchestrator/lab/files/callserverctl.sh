@@ -112,7 +112,9 @@ case "${1:-}" in
   check)
     rel=$(readlink -f "${2:-$ROOT/current}")
     kamailio_args "$rel"
-    "$KAMAILIO" -c "${ARGS[@]}" 2>&1 | tail -n 20
-    exit "${PIPESTATUS[0]}" ;;
+    # the parse errors first (kamailio -c surrounds them with INFO lines)
+    out=$("$KAMAILIO" -c "${ARGS[@]}" 2>&1) && rc=0 || rc=$?
+    { grep -E "CRITICAL|ERROR" <<<"$out" | sed 's/^ *[0-9]*([0-9]*) //' || true; tail -n 3 <<<"$out"; } | head -n 8 >&2
+    exit "$rc" ;;
   *) echo "usage: callserverctl start|stop|restart|status|version|check [RELEASE_DIR]" >&2; exit 2 ;;
 esac

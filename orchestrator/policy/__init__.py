@@ -1,0 +1,1 @@
+"""Rollout policies: YAML validated by pydantic, errors naming file and key."""
