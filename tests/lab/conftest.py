@@ -4,6 +4,7 @@ so it never collides with a lab a developer runs by hand (127.77)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,8 @@ from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
 from tests.conftest import cli
 
-LAB_BASE = "127.78"
+# Override to run two test sessions side by side (each needs its own prefix).
+LAB_BASE = os.environ.get("CALLFLEET_TEST_LAB_BASE", "127.78")
 
 
 @dataclass(frozen=True)

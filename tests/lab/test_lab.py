@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orchestrator import procs
 from tests.conftest import cli
-from tests.lab.conftest import Lab
+from tests.lab.conftest import LAB_BASE, Lab
 
 
 def _status(lab: Lab) -> dict:  # type: ignore[type-arg]
@@ -34,14 +34,14 @@ def test_status_shows_six_sites_of_two_hosts_on_the_stock_release(lab: Lab) -> N
 
 def test_lab_up_twice_is_harmless(lab: Lab) -> None:
     before = {c["name"]: c["pid"] for c in _status(lab)["components"]}
-    proc = cli("lab", "up", "--state-dir", str(lab.state_dir), "--base", "127.78")
+    proc = cli("lab", "up", "--state-dir", str(lab.state_dir), "--base", LAB_BASE)
     assert proc.returncode == 0, proc.stderr
     after = {c["name"]: c["pid"] for c in _status(lab)["components"]}
     assert before == after
 
 
 def test_lab_up_with_another_shape_is_refused_while_running(lab: Lab) -> None:
-    proc = cli("lab", "up", "--state-dir", str(lab.state_dir), "--base", "127.78", "--sites", "3")
+    proc = cli("lab", "up", "--state-dir", str(lab.state_dir), "--base", LAB_BASE, "--sites", "3")
     assert proc.returncode == 2
     assert "lab down" in proc.stderr
 
@@ -81,7 +81,7 @@ def test_crashed_call_server_is_reported_and_lab_up_restarts_it(lab: Lab) -> Non
     st = _status(lab)
     assert st["rc"] == 4
     assert {c["name"]: c["status"] for c in st["components"]}["site6-cs2"] == "crashed"
-    assert cli("lab", "up", "--state-dir", str(lab.state_dir), "--base", "127.78").returncode == 0
+    assert cli("lab", "up", "--state-dir", str(lab.state_dir), "--base", LAB_BASE).returncode == 0
     st = _status(lab)
     assert st["rc"] == 0
     assert {c["name"]: c["status"] for c in st["components"]}["site6-cs2"] == "running"
@@ -125,7 +125,7 @@ def test_probe_reports_a_failing_number_with_its_sip_code(lab: Lab) -> None:
 
     broken = lab.estate.model_copy(update={"numbers": (*lab.estate.numbers, EmergencyNumber(
         number="114", label="not routed by the stock release", probe_route="114",
-        psap_uri="sip:127.78.250.9:5060"))})
+        psap_uri=f"sip:{LAB_BASE}.250.9:5060"))})
     report = probe_site(estate=broken, site=broken.site("site2"), numbers=["114", "15"], calls=20, rate=50)
     by_number = {n.number: n for n in report.numbers}
     assert by_number["114"].failures == {"404": 20} and by_number["114"].ser == 0.0
