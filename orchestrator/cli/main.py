@@ -45,6 +45,8 @@ app.command("probe")(probe_cmd.probe)
 app.command("exec", context_settings=ops_cmd.EXEC_CONTEXT_SETTINGS)(ops_cmd.exec_command)
 app.command("diag")(ops_cmd.diag)
 app.command("gate")(gate_cmd.gate)
+app.command("upgrade")(rollout_cmd.upgrade)
+app.add_typer(rollout_cmd.app, name="rollout")
 app.add_typer(alert_cmd.app, name="alert")
 app.command("incidents")(alert_cmd.incidents)
 

@@ -149,8 +149,12 @@ class Executor:
 
     def _handle(self, run: Run) -> Outcome | None:
         p = run.phase
-        if run.progress.get("abort_requested") and p not in SITE_IN_FLIGHT:
-            self._go(Phase.ABORTED, outcome=f"aborted by {run.progress['abort_requested']}")
+        who = run.progress.get("abort_requested")
+        if who and p not in SITE_IN_FLIGHT:
+            self._go(Phase.ABORTED, outcome=f"aborted by {who}")
+            return None
+        if who and p != Phase.ROLLING_BACK:
+            self._go(Phase.ROLLING_BACK, progress={"halt_reason": f"aborted by {who}"})
             return None
         if p == Phase.PENDING:
             self._go(Phase.PREFLIGHT)

@@ -50,7 +50,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     P.GATING: frozenset({P.STEPPING, P.ROLLING_BACK, P.ABORTED}),
     P.STEPPING: frozenset({P.BAKING, P.ROLLING_BACK, P.ABORTED}),
     P.BAKING: frozenset({P.WAVE_DONE, P.ROLLING_BACK, P.ABORTED}),
-    P.WAVE_DONE: _WAVE_START | {P.COMPLETED},
+    P.WAVE_DONE: _WAVE_START | {P.COMPLETED, P.ABORTED},
     P.ROLLING_BACK: frozenset({P.HALTED, P.ABORTED}),
     P.HALTED: frozenset(),
     P.COMPLETED: frozenset(),

@@ -1,0 +1,319 @@
+"""`callfleet upgrade` and `callfleet rollout status|history|resume|abort|approve|advance`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli.common import InventoryOpt, JsonOpt, console, default_inventory, emit_json, handle_errors
+from orchestrator.errors import InvalidInput
+from orchestrator.estate.inventory import load_inventory
+from orchestrator.policy.load import DEFAULT_POLICY, load_policy
+from orchestrator.release.store import default_store, find_bundle
+from orchestrator.rollout.executor import Executor, Outcome, Ports
+from orchestrator.rollout.facts import observe
+from orchestrator.rollout.journal import Journal, Run
+from orchestrator.rollout.machine import TERMINAL
+from orchestrator.rollout.plan import Plan, build_plan
+from orchestrator.site.ops import SiteOps
+from orchestrator.traffic.steering import KamailioDispatcher
+
+app = typer.Typer(help="Drive rollouts: status, history, resume after a crash, abort, approvals, and "
+                       "`advance` for scheduled CI jobs (one bounded step, exit 10 while waiting).",
+                  no_args_is_help=True)
+
+JournalOpt = Annotated[Path | None, typer.Option("--journal", help="Rollout journal (SQLite). Default: "
+                                                 "$CALLFLEET_JOURNAL, else .callfleet/journal.sqlite beside the "
+                                                 "inventory.")]
+EXIT_HELP = ("Exit codes: 0 completed (or aborted on request), 4 halted before touching anything, 6 halted "
+             "after a failed gate (site rolled back, traffic restored), 7 rollback failed (site left drained), "
+             "8 halted on an inconclusive gate, 9 another rollout holds the lock, 10 waiting (bake, approval).")
+
+
+def journal_path(inventory: Path, journal: Path | None) -> Path:
+    """Where the journal of this estate lives."""
+    if journal:
+        return journal
+    env = os.environ.get("CALLFLEET_JOURNAL")
+    return Path(env) if env else inventory.resolve().parent / ".callfleet" / "journal.sqlite"
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _ports(inventory: Path, target: str, store: Path | None, json_out: bool) -> Ports:
+    from orchestrator.metrics.prometheus import provider_for
+
+    estate = load_inventory(inventory)
+    bundle = find_bundle(store or default_store(), target)
+    say = None if json_out else (lambda m: console.print(f"[dim]{_now()}[/] {m}"))
+    ops = SiteOps(estate=estate, inventory=inventory, steering=KamailioDispatcher(estate),
+                  on_event=None)
+    return Ports(estate=estate, site_ops=ops, bundle=bundle,
+                 metrics=provider_for(estate) if estate.metrics_url else None, progress=say)
+
+
+def _now() -> str:
+    import time
+
+    return time.strftime("%H:%M:%S")
+
+
+def print_plan(plan: Plan) -> None:
+    """The ordered plan as a table."""
+    table = Table(title=f"plan: {plan.estate} -> {plan.target} (policy {plan.policy})")
+    for col in ("wave", "site", "role", "from", "traffic steps %", "bake s", "approval", "fleet bake s"):
+        table.add_column(col)
+    for w in plan.waves:
+        table.add_row(str(w.index), w.site, w.role, ",".join(w.from_releases),
+                      " ".join(str(s.weight) for s in w.traffic_steps), f"{w.bake_s:g}",
+                      "yes" if w.approval_required else "", f"{w.not_before_fleet_bake_s:g}" if
+                      w.not_before_fleet_bake_s else "")
+    console.print(table)
+    if plan.skipped:
+        console.print(f"already on {plan.target}: {', '.join(plan.skipped)}")
+    console.print(f"version-diversity reserve: {', '.join(plan.reserve) or 'none'}; digest {plan.digest[:16]}")
+
+
+def _finish(outcome: Outcome, journal: Journal, json_out: bool, junit: Path | None) -> None:
+    if junit is not None:
+        write_junit(journal, outcome.run, junit)
+    if json_out:
+        emit_json({**outcome.model_dump(mode="json"), "journal": str(journal.path)})
+    else:
+        colour = {"completed": "green", "waiting": "yellow", "aborted": "yellow", "halted": "bold red"}[outcome.kind]
+        console.print(f"rollout {outcome.run}: [{colour}]{outcome.kind}[/] ({outcome.phase}, wave {outcome.wave}): "
+                      f"{outcome.message}")
+    raise typer.Exit(outcome.exit_code)
+
+
+def write_junit(journal: Journal, run_id: str, path: Path) -> None:
+    """JUnit XML: one test case per gate (stage), failures carrying the reasons."""
+    from xml.etree import ElementTree as ET
+
+    suite = ET.Element("testsuite", name=f"callfleet rollout {run_id}")
+    cases = failures = 0
+    for ev in journal.events(run_id, kind="gate"):
+        for stage in ev.data.get("stages", [ev.data]):
+            cases += 1
+            case = ET.SubElement(suite, "testcase", classname=f"gate.{ev.site}", name=str(stage.get("stage")),
+                                 time=str(stage.get("seconds", 0)))
+            if stage.get("verdict") != "PASS":
+                failures += 1
+                fail = ET.SubElement(case, "failure", message=str(stage.get("verdict")))
+                fail.text = "\n".join(stage.get("reasons", []))
+    suite.set("tests", str(cases))
+    suite.set("failures", str(failures))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, wait: Literal["sleep", "return"],
+           json_out: bool, junit: Path | None) -> None:
+    policy_path = Path(run.policy)
+    recorded = run.progress.get("policy_digest")
+    if recorded and policy_path.exists() and _file_digest(policy_path) != recorded:
+        raise InvalidInput(f"{policy_path} changed since rollout {run.id} was planned; the plan printed is the plan "
+                           "executed: abort this run and plan again")
+    plan = Plan.model_validate(run.plan)
+    if plan.digest != run.digest:
+        raise InvalidInput(f"rollout {run.id}: the journalled plan does not match its digest (tampered journal?)")
+    ports = _ports(inventory, run.target, store, json_out)
+    from orchestrator.rollout.alerts import rollout_alerter
+
+    ports.alert, note = rollout_alerter()
+    if not json_out:
+        console.print(f"[dim]{note}[/]")
+    executor = Executor(journal=journal, run_id=run.id, policy=load_policy(policy_path), ports=ports, wait=wait)
+    _finish(executor.drive(), journal, json_out, junit)
+
+
+@handle_errors
+def upgrade(
+    to: Annotated[str, typer.Option("--to", help="Release version to roll out.")],
+    policy: Annotated[Path | None, typer.Option(help="Rollout policy YAML (default policies/default.yml).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (pipelines).")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at the first bake or approval (exit 10); "
+                                          "continue with `rollout advance`.")] = False,
+    expect_digest: Annotated[str | None, typer.Option(help="Refuse unless the plan has this digest "
+                                                      "(from `callfleet plan`).")] = None,
+    store: Annotated[Path | None, typer.Option(help="Release store holding callserver-<V>/.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write the gates as JUnit XML here.")] = None,
+    journal: JournalOpt = None,
+    inventory: InventoryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Roll a release out across the estate: canary first, one site at a time, each drained,
+    upgraded, gated, given live traffic in steps and baked; a failed gate rolls the site back,
+    restores its traffic, halts and alerts.
+
+    Exit codes: 0 completed, 4 halted before touching anything, 6 halted after a failed gate
+    (site rolled back), 7 rollback failed, 8 inconclusive gate, 9 another rollout holds the lock,
+    10 waiting (with --no-wait)."""
+    inv = inventory or default_inventory()
+    pol_path = policy or DEFAULT_POLICY
+    pol = load_policy(pol_path)
+    estate = observe(load_inventory(inv))
+    plan = build_plan(estate=estate, policy=pol, target=to)
+    find_bundle(store or default_store(), to)
+    if expect_digest and not plan.digest.startswith(expect_digest):
+        raise InvalidInput(f"--expect-digest: the plan now has digest {plan.digest[:16]}, not {expect_digest}; "
+                           "the estate or policy changed since it was printed")
+    if not json_out:
+        print_plan(plan)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("refusing to start a rollout without confirmation: pass --yes")
+        typer.confirm(f"start rolling {to} out to {len(plan.waves)} site(s)?", abort=True)
+    j = Journal(journal_path(inv, journal))
+    run = j.create_run(plan=plan.model_dump(mode="json"), digest=plan.digest, target=to,
+                       inventory=str(inv.resolve()), policy=str(pol_path.resolve()))
+    j.update_progress(run.id, {"policy_digest": _file_digest(pol_path)})
+    if not json_out:
+        console.print(f"rollout {run.id} started; journal {j.path}")
+    _drive(j, j.run(run.id), inventory=inv, store=store, wait="return" if no_wait else "sleep", json_out=json_out,
+           junit=junit)
+
+
+def _journal(inventory: Path | None, journal: Path | None) -> tuple[Journal, Path]:
+    inv = inventory or default_inventory()
+    return Journal(journal_path(inv, journal)), inv
+
+
+def _resolve(j: Journal, run_id: str | None) -> Run:
+    if run_id:
+        return j.run(run_id)
+    runs = j.runs(limit=1)
+    if not runs:
+        raise InvalidInput(f"no rollout in {j.path}")
+    return runs[0]
+
+
+RunArg = Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
+
+
+@app.command()
+@handle_errors
+def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: InventoryOpt = None,
+           json_out: JsonOpt = False) -> None:
+    """Where a run is: phase, wave, plan, outcome, lock."""
+    j, _ = _journal(inventory, journal)
+    run = _resolve(j, run_id)
+    if json_out:
+        emit_json({**run.model_dump(mode="json"), "lock_holder": j.lock_holder()})
+        return
+    plan = Plan.model_validate(run.plan)
+    console.print(f"rollout {run.id} to {run.target} by {run.actor}: [bold]{run.phase}[/] at wave {run.wave}"
+                  + (f" - {run.outcome}" if run.outcome else ""))
+    done = set(run.progress.get("done_waves", []))
+    table = Table()
+    for col in ("wave", "site", "role", "state"):
+        table.add_column(col)
+    for w in plan.waves:
+        state = "done" if w.index in done else (str(run.phase) if w.index == run.wave else "")
+        table.add_row(str(w.index), w.site, w.role, state)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def history(run_id: RunArg = None, journal: JournalOpt = None, inventory: InventoryOpt = None,
+            json_out: JsonOpt = False) -> None:
+    """The journal of a run (every transition, effect, gate, approval), or the list of runs."""
+    j, _ = _journal(inventory, journal)
+    if run_id is None:
+        runs = j.runs()
+        if json_out:
+            emit_json([r.model_dump(mode="json", exclude={"plan"}) for r in runs])
+            return
+        for r in runs:
+            console.print(f"{r.id}  to {r.target:<16} {r.phase:<14} {r.outcome or ''}")
+        return
+    events = j.events(run_id)
+    if json_out:
+        emit_json([e.model_dump(mode="json") for e in events])
+        return
+    import time as _t
+
+    for e in events:
+        detail = {k: v for k, v in e.data.items() if k not in ("stages", "numbers")}
+        console.print(f"{_t.strftime('%H:%M:%S', _t.localtime(e.ts))} {e.kind:<12} {e.phase:<16} w{e.wave} "
+                      f"{e.site or '':<8} {str(detail)[:150]}")
+
+
+@app.command()
+@handle_errors
+def resume(run_id: RunArg = None, store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+           inventory: InventoryOpt = None, json_out: JsonOpt = False, junit: Annotated[Path | None, typer.Option()]
+           = None) -> None:
+    """Continue a run after a crash (or a kill -9): the phase in flight is redone (every effect
+    is idempotent), gates are re-run from their start, completed waves never redone."""
+    j, inv = _journal(inventory, journal)
+    run = _resolve(j, run_id)
+    _drive(j, run, inventory=Path(run.inventory) if not inventory else inv, store=store, wait="sleep",
+           json_out=json_out, junit=junit)
+
+
+@app.command()
+@handle_errors
+def advance(run_id: RunArg = None, store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+            inventory: InventoryOpt = None, json_out: JsonOpt = False,
+            junit: Annotated[Path | None, typer.Option()] = None) -> None:
+    """One bounded step for scheduled CI jobs: move on when the bake has elapsed and health is
+    green, else say what the run waits for and exit 10. Idempotent; a bake of days needs no
+    live process."""
+    j, inv = _journal(inventory, journal)
+    run = _resolve(j, run_id)
+    _drive(j, run, inventory=Path(run.inventory) if not inventory else inv, store=store, wait="return",
+           json_out=json_out, junit=junit)
+
+
+@app.command()
+@handle_errors
+def approve(run_id: Annotated[str, typer.Argument(help="Run id.")],
+            wave: Annotated[int, typer.Option(help="Wave to approve.")],
+            by: Annotated[str, typer.Option(help="Who approves (recorded in the journal).")],
+            journal: JournalOpt = None, inventory: InventoryOpt = None, json_out: JsonOpt = False) -> None:
+    """Record an approval for a wave that needs one (who and when go into the journal)."""
+    j, _ = _journal(inventory, journal)
+    run = j.run(run_id)
+    plan = Plan.model_validate(run.plan)
+    if not 1 <= wave <= len(plan.waves):
+        raise InvalidInput(f"--wave: run {run_id} has waves 1..{len(plan.waves)}")
+    if run.phase in TERMINAL:
+        raise InvalidInput(f"run {run_id} is {run.phase}: nothing to approve")
+    approvals: dict[str, Any] = {**run.progress.get("approvals", {}), str(wave): by}
+    j.update_progress(run_id, {"approvals": approvals})
+    j.record(run_id, "approval", site=plan.waves[wave - 1].site, data={"wave": wave, "by": by})
+    if json_out:
+        emit_json({"run": run_id, "wave": wave, "approved_by": by})
+    else:
+        console.print(f"wave {wave} ({plan.waves[wave - 1].site}) of {run_id} approved by {by}")
+
+
+@app.command()
+@handle_errors
+def abort(run_id: Annotated[str, typer.Argument(help="Run id.")],
+          by: Annotated[str | None, typer.Option(help="Who aborts (journal).")] = None,
+          store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+          inventory: InventoryOpt = None, json_out: JsonOpt = False) -> None:
+    """Stop a run: the site in flight (if any) is rolled back and its traffic restored."""
+    from orchestrator.rollout.journal import actor
+
+    j, _ = _journal(inventory, journal)
+    run = j.run(run_id)
+    if run.phase in TERMINAL:
+        raise InvalidInput(f"run {run_id} is already {run.phase}")
+    who = by or actor()
+    j.update_progress(run_id, {"abort_requested": who})
+    j.record(run_id, "abort", data={"by": who})
+    # the driver (this process, or the one holding the run) rolls the site in flight back
+    _drive(j, j.run(run_id), inventory=Path(run.inventory), store=store, wait="return", json_out=json_out,
+           junit=None)
