@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := kamailio kamailio-extra-modules sip-tester openssh-server iproute2 procps
+APT_PACKAGES := kamailio kamailio-extra-modules sip-tester openssh-server iproute2 procps prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help deps venv install demo lab-up lab-down test test-unit test-lab lint bench clean
@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-deps: ## Debian packages (kamailio, sipp, sshd); skipped when already present
+deps: ## Debian packages (kamailio, sipp, sshd, prometheus); skipped when already present
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

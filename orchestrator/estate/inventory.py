@@ -45,6 +45,7 @@ class _GlobalVars(_Vars):
     edge_router: EdgeRouter | None = None
     callfleet_lab: bool = False
     probe_source_address: str | None = None
+    callfleet_metrics_url: str | None = None
     callserver_release: str | None = None
     callserver_root: str | None = None
     callserver_service: str | None = None
@@ -184,9 +185,9 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
     estate: Estate = _build(path, "all", Estate, {
         "name": gvars.estate_name, "sites": tuple(sites), "numbers": tuple(gvars.emergency_numbers),
         "edge": gvars.edge_router, "ssh_user": gvars.ansible_user, "lab": gvars.callfleet_lab,
-        "probe_source": gvars.probe_source_address,
+        "probe_source": gvars.probe_source_address, "metrics_url": gvars.callfleet_metrics_url,
         "ssh_known_hosts": gvars.callfleet_ssh_known_hosts, "ssh_private_key": gvars.ansible_ssh_private_key_file,
-    }, {"name": "vars.estate_name"})
+    }, {"name": "vars.estate_name", "metrics_url": "vars.callfleet_metrics_url"})
     return estate
 
 
@@ -218,6 +219,8 @@ def estate_to_inventory(estate: Estate, *, extra_vars: dict[str, Any] | None = N
         gvars["ansible_ssh_private_key_file"] = estate.ssh_private_key
     if estate.probe_source is not None:
         gvars["probe_source_address"] = str(estate.probe_source)
+    if estate.metrics_url is not None:
+        gvars["callfleet_metrics_url"] = estate.metrics_url
     if estate.edge is not None:
         gvars["edge_router"] = estate.edge.model_dump(mode="json", exclude_none=True)
     gvars.update(extra_vars or {})

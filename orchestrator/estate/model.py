@@ -15,6 +15,7 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 Digits = Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{2,15}$")]
 ReleaseVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
 SipUri = Annotated[str, StringConstraints(pattern=r"^sips?:[^\s]+$")]
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
 
 
 class Frozen(BaseModel):
@@ -99,6 +100,8 @@ class Estate(Frozen):
     probe_source: IPv4Address | IPv6Address | None = Field(
         default=None, description="address synthetic calls are sent from (None: the system's choice)")
     lab: bool = False
+    metrics_url: HttpUrl | None = Field(
+        default=None, description="Prometheus server holding the estate's live metrics (HTTP API base URL)")
 
     @model_validator(mode="after")
     def _unique(self) -> Estate:

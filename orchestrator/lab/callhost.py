@@ -9,6 +9,7 @@ from pathlib import Path
 
 from orchestrator.errors import RemoteError
 from orchestrator.estate.model import Estate, Host
+from orchestrator.lab.topology import metrics_listen
 
 CTL_SCRIPT = "bin/callserverctl"
 
@@ -19,8 +20,11 @@ def ctl_script_source() -> Path:
 
 
 def host_args(estate: Estate, host: Host) -> list[str]:
-    """Kamailio arguments specific to this host (one per line in host.args)."""
-    args = ["-l", f"udp:{host.address}:{host.sip_port}"]
+    """Kamailio arguments specific to this host (one per line in host.args).
+
+    METRICS_LISTEN is a define, not a `-l`: a release without the metrics endpoint
+    ignores it, where an extra TCP listener would clash with its `disable_tcp=yes`."""
+    args = ["-l", f"udp:{host.address}:{host.sip_port}", "-A", f"METRICS_LISTEN={metrics_listen(host.address)}"]
     for n in estate.numbers:
         args += ["-A", f'PSAP_{n.number}="{n.psap_uri}"']
     return args

@@ -87,11 +87,21 @@ def _start_edge(estate: Estate, state_dir: Path) -> Component:
                        "-A", f'CTL_SOCKET="unix:{p["ctl"]}"', "-A", f'DS_LIST="{p["list"]}"',
                        "-A", f"METRICS_LISTEN={metrics_listen(estate.edge.address)}"],
                       log=p["log"])
-    if not procs.wait_for(lambda: kamrpc.answers(p["ctl"]), timeout=5.0):
-        raise RemoteError(f"edge router did not start: {procs.tail(p['log'])}")
-    _create_edge_series(estate, p["ctl"])
+    try:
+        if not procs.wait_for(lambda: kamrpc.answers(p["ctl"]), timeout=5.0):
+            raise RemoteError(f"edge router did not start: {procs.tail(p['log'])}")
+        _create_edge_series(estate, p["ctl"])
+    except RemoteError:
+        # not yet in lab.json: `lab down` would never find it, so it must not outlive us
+        procs.stop_pid(pid, expect="kamailio")
+        raise
     return Component(name="edge", kind="edge", address=str(estate.edge.address), pid=pid,
                      pidfile=None, expect="kamailio", log=str(p["log"]))
+
+
+# Final answers whose first occurrences the evidence must not miss: 200 and the RFC 6076
+# ineffective-attempt causes (the edge's own timeout is 408).
+EDGE_CODES_AT_ZERO = ("200", "408", "500", "503", "504")
 
 
 def _create_edge_series(estate: Estate, ctl: Path) -> None:
@@ -99,8 +109,12 @@ def _create_edge_series(estate: Estate, ctl: Path) -> None:
     at its first use, and a site that has had no call yet (drained since the edge
     started) must read 0 in Prometheus, not "no data"."""
     for host in estate.hosts:
+        # "s:" makes kamcmd send a string: a label such as 200 would go as an int and be refused
+        labels = (f"s:{host.site}", f"s:{host.name}")
         for counter in ("edge_invites_total", "edge_answered_total", "edge_failed_total"):
-            kamrpc.rpc(ctl, "xhttp_prom.counter_reset", counter, host.site, host.name)
+            kamrpc.rpc(ctl, "xhttp_prom.counter_reset", counter, *labels)
+        for code in EDGE_CODES_AT_ZERO:
+            kamrpc.rpc(ctl, "xhttp_prom.counter_reset", "edge_replies_total", *labels, f"s:{code}")
 
 
 def _start_psap(estate: Estate, state_dir: Path, index: int, params: LabParams) -> Component:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator import procs
 
-Kind = Literal["sshd", "edge", "psap", "callserver", "traffic"]
+Kind = Literal["sshd", "edge", "psap", "callserver", "traffic", "prometheus"]
 Status = Literal["running", "stopped", "crashed"]
 
 

@@ -2,11 +2,13 @@
 
 Address plan inside 127.0.0.0/8, from a two-octet base such as 127.77:
   edge router          BASE.0.1
+  Prometheus           BASE.0.9        (port 9090)
   site s, host h       BASE.s.h        (s = 1..N, h = 1..M)
   PSAP for number k    BASE.250.(k+1)
   background caller    BASE.251.1
   probes               BASE.252.x
 Every address listens on its own ports, so several labs (different bases) can coexist.
+The edge and every call server also serve Prometheus metrics on TCP port 9101.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import getpass
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from orchestrator.errors import InvalidInput
@@ -26,6 +28,8 @@ LAB_NUMBERS: tuple[tuple[str, str], ...] = (
 )
 SSH_PORT = 2222
 SIP_PORT = 5060
+METRICS_PORT = 9101  # xhttp_prom on the edge and every call server (TCP, HTTP)
+PROMETHEUS_PORT = 9090
 SITE_CAPACITY_CPS = 300  # what -m 64 MB of shared memory serves (toolchain.md)
 MAX_SITES = 12
 MAX_HOSTS_PER_SITE = 8
@@ -57,6 +61,21 @@ def edge_address(p: LabParams) -> IPv4Address:
 def psap_address(p: LabParams, index: int) -> IPv4Address:
     """The PSAP simulator answering the index-th emergency number."""
     return IPv4Address(f"{p.base}.250.{index + 1}")
+
+
+def prometheus_address(p: LabParams) -> IPv4Address:
+    """Where the lab's Prometheus server listens (port PROMETHEUS_PORT)."""
+    return IPv4Address(f"{p.base}.0.9")
+
+
+def prometheus_url(p: LabParams) -> str:
+    """The lab Prometheus server's base URL (the estate's metrics_url)."""
+    return f"http://{prometheus_address(p)}:{PROMETHEUS_PORT}"
+
+
+def metrics_listen(address: IPv4Address | IPv6Address | str) -> str:
+    """The Kamailio METRICS_LISTEN value for a component on `address`."""
+    return f"tcp:{address}:{METRICS_PORT}"
 
 
 def caller_address(p: LabParams) -> IPv4Address:
@@ -101,6 +120,6 @@ def lab_estate(p: LabParams, state_dir: Path) -> Estate:
                       control_socket=str(state_dir / "edge" / "ctl.sock"),
                       dispatcher_list=str(state_dir / "edge" / "dispatcher.list"))
     return Estate(name="lab", sites=tuple(sites), numbers=numbers, edge=edge, ssh_user=getpass.getuser(),
-                  probe_source=probe_address(p), lab=True,
+                  probe_source=probe_address(p), lab=True, metrics_url=prometheus_url(p),
                   ssh_known_hosts=str(state_dir / "ssh" / "known_hosts"),
                   ssh_private_key=str(state_dir / "ssh" / "id_ed25519"))

@@ -33,13 +33,13 @@ def test_lab_down_stops_every_process_and_listener(tmp_path: Path) -> None:
         assert start.returncode == 0, start.stderr
         status = json.loads(cli("lab", "status", "--state-dir", str(state_dir), "--json").stdout)
         pids = [c["pid"] for c in status["components"] if c["pid"]]
-        assert len(pids) == 1 + 4 + 4 + 1 + 1  # sshd, psaps, call servers, edge, caller
+        assert len(pids) == 1 + 4 + 4 + 1 + 1 + 1  # sshd, psaps, call servers, edge, prometheus, caller
         assert _lab_pids(state_dir)
         assert _listeners(BASE, state_dir)
     finally:
         down = cli("lab", "down", "--state-dir", str(state_dir), "--json")
     assert down.returncode == 0, down.stderr
-    assert len(json.loads(down.stdout)["stopped"]) == 11
+    assert len(json.loads(down.stdout)["stopped"]) == 12
     assert not [p for p in pids if procs.alive(p)]
     assert _lab_pids(state_dir) == []
     assert _listeners(BASE, state_dir) == []

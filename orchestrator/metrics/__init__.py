@@ -1,0 +1,1 @@
+"""Live metrics of the estate behind a provider interface (Prometheus ships)."""
