@@ -1,0 +1,276 @@
+"""The rollout engine against the lab (issue #5 acceptance): canary first, one site at a
+time, 0 calls lost; a reconnection-triggered bug halted at the canary; kill -9 at many
+points then resume; two rollouts at once; advance while baking."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.rollout.journal import Journal
+from orchestrator.rollout.machine import TRANSITIONS, Phase
+from tests.conftest import REPO, cli
+from tests.lab.conftest import Lab
+from tests.lab.releases import breaks_after_reconnect, make_release
+
+FAST = {
+    "name": "lab-fast",
+    "gate": {
+        "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100},
+        "drill": {"calls_per_number": 100},
+        "soak": {"duration_s": 4, "settle_s": 2, "sample_every_s": 2},
+        "live_steps": {"weights": [10, 100], "bake_s": 2, "min_live_calls": 3},
+    },
+    "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
+}
+
+
+@pytest.fixture(scope="module")
+def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("rollout")
+    store = d / "store"
+    make_release(store, "5.6.0-lab2")
+    make_release(store, "5.6.0-lab3")
+    make_release(store, "5.6.0-reconnect-bug", breaks_after_reconnect)
+    policy = d / "policy.yml"
+    policy.write_text(yaml.safe_dump(FAST))
+    return {"store": str(store), "policy": str(policy), "journal": str(d / "journal.sqlite")}
+
+
+def upgrade_args(lab: Lab, env: dict[str, str], version: str, *extra: str) -> list[str]:
+    return ["upgrade", "--to", version, "--yes", "--json", "--store", env["store"], "--policy", env["policy"],
+            "--journal", env["journal"], "-i", str(lab.inventory), *extra]
+
+
+def rollout(*args: str, env: dict[str, str], lab: Lab) -> subprocess.CompletedProcess[str]:
+    return cli("rollout", *args, "--journal", env["journal"], "-i", str(lab.inventory), timeout=900)
+
+
+class Caller:
+    """The background caller (the public) for the length of a test."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.report: dict[str, int] | None = None
+
+    def stop(self) -> dict[str, int]:
+        if self.report is None:
+            out = cli("lab", "traffic", "stop", "--state-dir", str(self.lab.state_dir), "--json")
+            self.report = json.loads(out.stdout)
+        return self.report
+
+
+@pytest.fixture
+def traffic(lab: Lab) -> Iterator[Caller]:
+    start = cli("lab", "traffic", "start", "--rate", "20", "--duration", "900", "--state-dir", str(lab.state_dir))
+    assert start.returncode == 0, start.stderr
+    caller = Caller(lab)
+    yield caller
+    caller.stop()
+
+
+class EdgeWatch:
+    """Samples the edge's dispatcher list while a rollout runs: how many sites are drained
+    or below their full weight at once."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.path = Path(lab.estate.edge.dispatcher_list)  # type: ignore[union-attr]
+        self.worst = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            sites = {}
+            for line in self.path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 5 and not line.startswith("#"):
+                    attrs = dict(kv.split("=") for kv in parts[4].split(";"))
+                    sites[attrs["site"]] = parts[2] == "1" or attrs["rweight"] != "100"
+            self.worst = max(self.worst, sum(sites.values()))
+            self.samples += 1
+
+    def __enter__(self) -> EdgeWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def releases(lab: Lab) -> dict[str, set[str]]:
+    st = json.loads(cli("lab", "status", "--state-dir", str(lab.state_dir), "--json").stdout)
+    out: dict[str, set[str]] = {}
+    for c in st["components"]:
+        if c["kind"] == "callserver":
+            out.setdefault(c["site"], set()).add(c["release"])
+    return out
+
+
+def edge_all_full(lab: Lab) -> bool:
+    text = Path(lab.estate.edge.dispatcher_list).read_text()  # type: ignore[union-attr]
+    rows = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")]
+    return all(r[2] == "0" and "rweight=100" in r[4] for r in rows)
+
+
+def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing(
+        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+    plan = cli("plan", "--to", "5.6.0-lab2", "--policy", env["policy"], "-i", str(lab.inventory), "--json")
+    assert plan.returncode == 0, plan.stderr
+    planned = json.loads(plan.stdout)
+    with EdgeWatch(lab) as watch:
+        proc = cli(*upgrade_args(lab, env, "5.6.0-lab2", "--expect-digest", planned["digest"][:16]), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["kind"] == "completed"
+    j = Journal(Path(env["journal"]))
+    run = j.run(out["run"])
+    waves = run.plan["waves"]
+    assert waves[0]["role"] == "canary" and waves[-1]["role"] == "reserve"
+    # the journal: waves strictly in order, a wave starts only after the previous one is done
+    transitions = [e for e in j.events(run.id) if e.kind == "transition"]
+    starts = [e.wave for e in transitions if e.phase == Phase.DRAINING]
+    dones = [e.wave for e in transitions if e.phase == Phase.WAVE_DONE]
+    assert starts == dones == list(range(1, 7))
+    for earlier, later in itertools.pairwise(transitions):
+        assert Phase(later.phase) in TRANSITIONS[Phase(earlier.phase)]
+    gates = [e.site for e in j.events(run.id, kind="gate")]
+    assert gates[0] == waves[0]["site"]
+    assert watch.samples > 100 and watch.worst == 1
+    assert all(r == {"5.6.0-lab2"} for r in releases(lab).values())
+    assert edge_all_full(lab)
+    public = traffic.stop()
+    assert public["attempted"] > 500 and public["failed"] == 0, public
+
+
+def test_a_reconnection_bug_is_halted_at_the_canary_and_rolled_back(
+        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+    before = releases(lab)
+    proc = cli(*upgrade_args(lab, env, "5.6.0-reconnect-bug"), timeout=900)
+    assert proc.returncode == 6, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["kind"] == "halted" and out["wave"] == 1
+    assert "drill" in out["message"] and "rolled back" in out["message"]
+    j = Journal(Path(env["journal"]))
+    run = j.run(out["run"])
+    canary = run.plan["waves"][0]["site"]
+    touched = {e.site for e in j.events(run.id) if e.kind == "before" and e.site}
+    assert touched == {canary}
+    assert releases(lab) == before
+    assert edge_all_full(lab)
+    public = traffic.stop()
+    assert public["failed"] == 0, public
+
+
+def _wait_phase(journal: Path, run_id: str | None, phases: set[Phase], timeout: float = 300) -> str:
+    """Poll the journal until the run reaches one of `phases`; returns the run id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = Journal(journal)
+        runs = j.runs(limit=1)
+        if runs and (run_id is None or runs[0].id == run_id):
+            run = j.run(run_id or runs[0].id)
+            if run.phase in phases:
+                return run.id
+            if run.phase in (Phase.COMPLETED, Phase.HALTED, Phase.ABORTED):
+                raise AssertionError(f"run ended in {run.phase} before reaching {phases}")
+        time.sleep(0.02)
+    raise AssertionError(f"never reached {phases}")
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "LC_ALL": "C.UTF-8"})
+
+
+def _kill9(proc: subprocess.Popen[str]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the orchestrator and the ansible/sipp children it started
+    proc.wait(10)
+
+
+KILL_POINTS = [Phase.PREPARING, Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECKING, Phase.GATING,
+               Phase.STEPPING, Phase.BAKING, Phase.SWITCHING, Phase.GATING, Phase.WAITING_FLEET_BAKE]
+
+
+def test_kill_9_at_many_points_then_resume_ends_consistent(
+        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+    journal = Path(env["journal"])
+    proc = _spawn(upgrade_args(lab, env, "5.6.0-lab3"))
+    run_id = None
+    killed_at = []
+    for target in KILL_POINTS:
+        run_id = _wait_phase(journal, run_id, {target})
+        _kill9(proc)
+        killed_at.append((Journal(journal).run(run_id).wave, target))
+        proc = _spawn(["rollout", "resume", run_id, "--journal", str(journal), "-i", str(lab.inventory),
+                       "--store", env["store"]])
+    assert proc.wait(900) == 0
+    assert run_id is not None
+    j = Journal(journal)
+    run = j.run(run_id)
+    assert run.phase == Phase.COMPLETED, run.outcome
+    assert len(set(killed_at)) >= 10, killed_at
+    assert j.integrity_ok()
+    # never upgraded twice: each wave done exactly once; every gate re-run shows before its wave moved on
+    dones = [e.wave for e in j.events(run_id) if e.kind == "transition" and e.phase == Phase.WAVE_DONE]
+    assert dones == list(range(1, 7))
+    gated = {e.wave for e in j.events(run_id) if e.kind == "gate"}
+    assert gated == set(range(1, 7))
+    assert all(r == {"5.6.0-lab3"} for r in releases(lab).values())
+    assert edge_all_full(lab)
+
+
+def test_kill_9_during_a_rollback_then_resume_restores_the_site(
+        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+    journal = Path(env["journal"])
+    before = releases(lab)
+    proc = _spawn(upgrade_args(lab, env, "5.6.0-reconnect-bug"))
+    run_id = _wait_phase(journal, None, {Phase.ROLLING_BACK})
+    time.sleep(0.5)  # inside the Ansible run
+    _kill9(proc)
+    resumed = rollout("resume", run_id, "--store", env["store"], "--json", env=env, lab=lab)
+    assert resumed.returncode == 6, resumed.stderr[-2000:]
+    assert releases(lab) == before
+    assert edge_all_full(lab)
+
+
+def test_two_rollouts_at_once_exactly_one_proceeds_and_advance_waits_for_the_bake(
+        lab: Lab, env: dict[str, str], tmp_path: Path) -> None:
+    slow = {**FAST, "rollout": {"bake_s": 3600, "reserve": {"sites": 1, "fleet_bake_s": 3}}}
+    policy = tmp_path / "slow.yml"
+    policy.write_text(yaml.safe_dump(slow))
+    args = upgrade_args(lab, {**env, "policy": str(policy)}, "5.6.0-lab2", "--no-wait")
+    procs = [subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [(p.wait(600), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
+               for p in procs]
+    codes = sorted(r[0] for r in results)
+    assert codes == [9, 10], results
+    locked = next(r for r in results if r[0] == 9)
+    waiting = json.loads(next(r for r in results if r[0] == 10)[1])
+    assert waiting["run"] in locked[2] and "holds the rollout lock" in locked[2]
+    assert waiting["phase"] == "baking"
+    j = Journal(Path(env["journal"]))
+    events_before = len(j.events(waiting["run"]))
+    adv = rollout("advance", waiting["run"], "--store", env["store"], "--json", env=env, lab=lab)
+    assert adv.returncode == 10
+    assert "baking" in json.loads(adv.stdout)["message"] and "left" in json.loads(adv.stdout)["message"]
+    assert len(j.events(waiting["run"])) == events_before
+    ab = rollout("abort", waiting["run"], "--by", "test", "--store", env["store"], "--json", env=env, lab=lab)
+    assert ab.returncode == 0, ab.stderr
+    assert json.loads(ab.stdout)["kind"] == "aborted"
+    assert edge_all_full(lab)
