@@ -17,6 +17,7 @@ from orchestrator.cli import (
     probe_cmd,
     provision_cmd,
     release_cmd,
+    rollout_cmd,
     site_cmd,
 )
 
