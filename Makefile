@@ -27,10 +27,8 @@ venv: $(VENV)/.installed ## the .venv with callfleet in editable mode and its de
 
 install: deps venv ## everything: Debian packages and the venv
 
-demo: install ## the main job on the lab: bring it up, show it, probe every site
-	$(VENV)/bin/callfleet lab up
-	$(VENV)/bin/callfleet lab status
-	$(VENV)/bin/callfleet probe --all --calls 50
+demo: install ## the main job: lab up, a good release canary-first over 6 sites, a faulty one stopped at the canary
+	$(VENV)/bin/callfleet lab demo
 
 lab-down: venv ## stop every lab process
 	$(VENV)/bin/callfleet lab down

@@ -127,3 +127,14 @@ def _print_report(report: traffic.TrafficReport, json_out: bool) -> None:
     console.print(f"background caller ({report.state}, {report.rate:g} calls/s, {report.elapsed_s:.0f}s): "
                   f"attempted {report.attempted}, answered {report.answered}, failed {report.failed} "
                   f"({causes}), in flight {report.in_flight}")
+
+
+@app.command()
+@handle_errors
+def demo(state_dir: StateDirOpt = DEFAULT_LAB_DIR) -> None:
+    """The main job: bring the lab up, roll a good release out canary-first across the six
+    sites, then a faulty one (reconnection-triggered bug) that must stop at the canary, with
+    the calls the public lost printed for each. Exit 0 when both went as they must."""
+    from orchestrator.lab.demo import run_demo
+
+    raise typer.Exit(run_demo(state_dir=state_dir, console=console))

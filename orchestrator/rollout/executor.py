@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator.rollout.plan import Plan, Wave, active_freeze
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import CallfleetError
@@ -29,6 +28,7 @@ from orchestrator.probe.runner import check_reachable, probe_site
 from orchestrator.release.bundle import require_verified
 from orchestrator.rollout.journal import Journal, Run
 from orchestrator.rollout.machine import SITE_IN_FLIGHT, TERMINAL, Phase
+from orchestrator.rollout.plan import Plan, Wave, active_freeze
 from orchestrator.site.ops import SiteOps, failures_text
 
 OutcomeKind = Literal["completed", "halted", "aborted", "waiting"]

@@ -43,7 +43,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     state_dir = tmp_path_factory.mktemp("lab")
     proc = cli("lab", "up", "--state-dir", str(state_dir), "--base", LAB_BASE, "--json")
-    assert proc.returncode == 0, proc.stderr
+    if proc.returncode != 0:
+        cli("lab", "down", "--state-dir", str(state_dir))  # what did start must not outlive the session
+        pytest.fail(f"lab up failed: {proc.stderr}")
     inventory = Path(json.loads(proc.stdout)["inventory"])
     try:
         yield Lab(state_dir=state_dir, inventory=inventory, estate=load_inventory(inventory))
