@@ -109,4 +109,28 @@ def start(paths: SshPaths) -> int:
         from orchestrator.errors import RemoteError
 
         raise RemoteError(f"sshd config rejected: {check.stderr.strip()}")
-    return procs.spawn([sshd, "-D", "-f", str(paths.config), "-E", str(paths.log)], log=paths.log)
+    start_of_log = paths.log.stat().st_size if paths.log.exists() else 0
+    pid = procs.spawn([sshd, "-D", "-f", str(paths.config), "-E", str(paths.log)], log=paths.log)
+    # sshd starts even when some addresses are taken (say by a stale sshd of a lab whose
+    # directory is gone, which then resets every connection): refuse that here.
+    listening = procs.wait_for(lambda: "Server listening" in _log_since(paths.log, start_of_log)
+                               or not procs.alive(pid), timeout=5.0)
+    text = _log_since(paths.log, start_of_log)
+    if not listening or not procs.alive(pid) or "Address already in use" in text:
+        procs.stop_pid(pid)
+        busy = [ln.split(" on ")[-1].split(" ")[0] for ln in text.splitlines() if "Address already in use" in ln]
+        from orchestrator.errors import RemoteError
+
+        raise RemoteError(f"lab sshd could not listen on {', '.join(busy) or 'its addresses'}: "
+                          f"{procs.tail(paths.log, 3)}",
+                          hint="another process holds the port (a stale lab?): `ss -ltnp | grep 2222`")
+    return pid
+
+
+def _log_since(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""

@@ -64,7 +64,7 @@ def installed(lab: Lab, store: Path) -> Iterator[Callable[[str, str, Callable[[P
 
 def test_a_good_release_passes_every_stage_and_never_cries_wolf(lab: Lab, policy: Path) -> None:
     rc, full = gate(lab, policy, "site2")
-    assert rc == 0, full
+    assert rc == 0, (full["reasons"], [(s["stage"], s["verdict"]) for s in full["stages"]])
     assert full["verdict"] == "PASS"
     assert [s["stage"] for s in full["stages"]] == ["synthetic+canary", "drill", "soak"]
     assert all(s["verdict"] == "PASS" for s in full["stages"])
