@@ -374,8 +374,11 @@ class Executor:
             self._alert("rollout_stuck", self._run(), f"rollback of {wave.site} failed")
             return
         full = int(run.progress.get("original_weights", {}).get(wave.site, 100))
-        self._effect("restore traffic", wave.site, lambda: (ops.steering.set_weight(wave.site, full),
-                                                            ops.undrain(wave.site)))
+        def restore() -> None:
+            ops.steering.set_weight(wave.site, full)
+            ops.undrain(wave.site)
+
+        self._effect("restore traffic", wave.site, restore)
         aborting = run.progress.get("abort_requested")
         reason = run.progress.get("halt_reason", "rolled back")
         self._go(Phase.ABORTED if aborting else Phase.HALTED, site=wave.site,
