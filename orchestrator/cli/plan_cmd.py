@@ -1,0 +1,89 @@
+"""`callfleet plan`: print the ordered rollout plan (the plan `upgrade` executes) or the rule it breaks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli.common import InventoryOpt, JsonOpt, console, emit_json, handle_errors
+from orchestrator.cli.estate_cmd import load
+from orchestrator.errors import RemoteError
+from orchestrator.policy.load import load_policy
+from orchestrator.policy.rollout import RolloutPolicy
+from orchestrator.rollout.plan import Plan, active_freeze, build_plan
+
+ROLE_STYLE = {"canary": "bold yellow", "wave": "", "reserve": "cyan"}
+
+
+def duration(seconds: float) -> str:
+    """A bake for people: 45s, 90m, 4h, 2d (exact seconds when no unit divides them)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def print_plan(plan: Plan, policy: RolloutPolicy, *, now: datetime) -> None:
+    """The plan as a table: one row per wave, then the skipped sites, the reserve, the digest."""
+    table = Table(title=f"plan: estate {plan.estate} -> {plan.target} (policy {plan.policy})")
+    for col in ("wave", "site", "role", "from -> to", "traffic steps (weight % / bake)", "bake",
+                "approval", "fleet-bake gate"):
+        table.add_column(col)
+    for w in plan.waves:
+        steps = " ".join(f"{s.weight}%/{duration(s.bake_s)}" for s in w.traffic_steps)
+        style = ROLE_STYLE[w.role]
+        table.add_row(str(w.index), w.site, f"[{style}]{w.role}[/]" if style else w.role,
+                      f"{','.join(w.from_releases)} -> {w.to_release}", steps, duration(w.bake_s),
+                      "required" if w.approval_required else "-",
+                      f"after {duration(w.not_before_fleet_bake_s)} fleet-wide" if w.not_before_fleet_bake_s else "-")
+    if plan.waves:
+        console.print(table)
+        console.print("every wave: drain, upgrade, gate (synthetic calls to every number, canary against "
+                      "baseline sites, reconnection drill, soak), traffic steps, bake; one site at a time")
+    else:
+        console.print(f"nothing to do: every site of {plan.estate} already runs {plan.target}")
+    if plan.skipped:
+        console.print(f"already on {plan.target} (skipped): {', '.join(plan.skipped)}")
+    console.print(f"version-diversity reserve: {', '.join(plan.reserve) or 'none'}")
+    freeze = active_freeze(policy, now)
+    if freeze is not None:
+        console.print(f"[yellow]note:[/] a freeze window is in force now ({freeze.describe()}): "
+                      "`upgrade` would wait until it ends")
+    console.print(f"digest: {plan.digest}")
+
+
+@handle_errors
+def plan(
+    to: Annotated[str, typer.Option("--to", help="Release version to roll out.")],
+    policy: Annotated[Path | None, typer.Option(help="Rollout policy YAML (default: policies/default.yml).")] = None,
+    inventory: InventoryOpt = None,
+    json_out: JsonOpt = False,
+    observed: Annotated[bool, typer.Option(
+        "--observed/--declared",
+        help="Plan from the release each host really runs (read over SSH, as `upgrade` does) or from the "
+             "inventory alone (no network).")] = True,
+) -> None:
+    """Print the ordered rollout plan: canary first, one site per wave with its traffic steps,
+    bake and approval, the version-diversity reserve last, and the plan's digest (pass it to
+    `upgrade --expect-digest`). Refuses, with the rule it breaks, a policy or request that would
+    change two sites at once, skip the canary or leave no known-good reserve (exit 2)."""
+    pol = load_policy(policy)
+    estate = load(inventory)
+    if observed:
+        # Imported here: it brings in the SSH stack, which --declared never needs.
+        from orchestrator.rollout.facts import observe
+
+        try:
+            estate = observe(estate)
+        except RemoteError as exc:
+            raise RemoteError(exc.message, hint="`callfleet plan --declared` plans from the inventory alone; "
+                              "`upgrade` will still need every host") from None
+    result = build_plan(estate=estate, policy=pol, target=to)
+    if json_out:
+        emit_json(result)
+    else:
+        print_plan(result, pol, now=datetime.now(UTC))
