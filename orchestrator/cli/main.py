@@ -14,6 +14,7 @@ from orchestrator.cli import (
     gate_cmd,
     lab_cmd,
     ops_cmd,
+    plan_cmd,
     probe_cmd,
     provision_cmd,
     release_cmd,
@@ -46,6 +47,7 @@ app.command("probe")(probe_cmd.probe)
 app.command("exec", context_settings=ops_cmd.EXEC_CONTEXT_SETTINGS)(ops_cmd.exec_command)
 app.command("diag")(ops_cmd.diag)
 app.command("gate")(gate_cmd.gate)
+app.command("plan")(plan_cmd.plan)
 app.command("upgrade")(rollout_cmd.upgrade)
 app.add_typer(rollout_cmd.app, name="rollout")
 app.add_typer(alert_cmd.app, name="alert")
