@@ -45,5 +45,8 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check orchestrator tests
 	$(VENV)/bin/mypy
 
+bench: install ## benchmarks on the lab; figures to benchmarks/results/ (JSON and Markdown)
+	$(VENV)/bin/python benchmarks/gate_faults.py
+
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
