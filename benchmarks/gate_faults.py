@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import callfleet, write  # noqa: E402
-from orchestrator.lab import variants  # noqa: E402
+from benchmarks.common import callfleet, write
+from orchestrator.lab import variants
 
 BASE = "127.95"
 FAULTS: list[tuple[str, str, Callable[[Path], None] | None]] = [
