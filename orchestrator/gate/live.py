@@ -37,7 +37,7 @@ def judge_window(window: LiveWindow, policy: LiveStepsPolicy, *, final: bool) ->
 def run_steps(*, site: str, full_weight: int, policy: LiveStepsPolicy, steering: TrafficSteering,
               metrics: MetricsProvider, start_step: int = 0,
               on_step: Callable[[int, int], None] | None = None,
-              sleep: Callable[[float], None] = time.sleep) -> StageResult:
+              sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> StageResult:
     """Undrain in the policy's weight steps from `start_step`, baking and judging each.
 
     `on_step(index, weight)` is called before each step (the journal records it, so a
@@ -54,8 +54,11 @@ def run_steps(*, site: str, full_weight: int, policy: LiveStepsPolicy, steering:
             on_step(index, percent)
         steering.set_weight(site, weight)
         steering.undrain(site)
-        sleep(policy.bake_s)
-        window = metrics.site_window(site=site, window_s=max(policy.bake_s, 1.0))
+        started = clock()
+        sleep(policy.bake_s + policy.metrics_lag_s)
+        # judge exactly the step's bake, once the backend has scraped all of it
+        window = metrics.site_window(site=site, window_s=max(policy.bake_s, 1.0),
+                                     end=started + max(policy.bake_s, 1.0))
         windows.append({"step": index, "percent": percent, "weight": weight, **window.model_dump()})
         attempts = total.attempts + window.attempts
         failed = total.failed + window.failed

@@ -70,6 +70,8 @@ class LiveStepsPolicy(_Strict):
     max_failure_ratio: float = Field(default=0.01, ge=0, le=1)
     srd_p95_max_ms: float = Field(default=300.0, gt=0)
     min_live_calls: int = Field(default=20, ge=0)
+    metrics_lag_s: float = Field(default=2.0, ge=0, le=300,
+                                 description="wait for the metrics backend to have scraped a step before judging it")
 
     @model_validator(mode="after")
     def _steps(self) -> LiveStepsPolicy:

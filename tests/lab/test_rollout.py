@@ -30,7 +30,7 @@ FAST = {
         "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100},
         "drill": {"calls_per_number": 100},
         "soak": {"duration_s": 4, "settle_s": 2, "sample_every_s": 2},
-        "live_steps": {"weights": [10, 100], "bake_s": 2, "min_live_calls": 3},
+        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3},
     },
     "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
 }
