@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.policy.model import GatePolicy
+from orchestrator.policy.watch import WatchPolicy
 
 # A longer duration is almost certainly milliseconds typed as seconds.
 MAX_DURATION_S = 90 * 24 * 3600.0
@@ -217,3 +218,4 @@ class RolloutPolicy(BaseModel):
     description: str = ""
     gate: GatePolicy = GatePolicy()
     rollout: RolloutSection = RolloutSection()
+    watch: WatchPolicy = WatchPolicy()
