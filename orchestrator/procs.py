@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -114,11 +115,29 @@ def _killpg(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+_given_lock = threading.Lock()
+_given: dict[int, float] = {}
+
+
 def free_udp_port(address: str) -> int:
-    """A UDP port free on `address` right now (for SIPp's local and control ports)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    """A UDP port free on `address` right now (for SIPp's local and control ports).
+
+    The kernel may hand the same free port to two threads that ask in quick succession
+    (we close the socket before SIPp binds it): ports given out in the last minute are
+    skipped, so concurrent probes never race for one."""
+    with _given_lock:
+        now = time.monotonic()
+        for port, when in list(_given.items()):
+            if now - when > 60:
+                del _given[port]
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((address, 0))
+                port = int(s.getsockname()[1])
+            if port not in _given:
+                _given[port] = now
+                return port
+        raise RemoteError(f"no free UDP port on {address}")
 
 
 def tail(path: Path, lines: int = 5) -> str:

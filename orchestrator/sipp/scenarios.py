@@ -102,10 +102,16 @@ def run_caller(*, local_address: str, target: str, number: str, calls: int, rate
     limit = int(calls / rate) + 30
     argv = caller_argv(local_address=local_address, target=target, numbers_file=numbers, calls=calls,
                        rate=rate, hold_ms=hold_ms, time_limit_s=limit)
-    try:
-        proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=limit + 15)
-    except subprocess.TimeoutExpired:
-        raise RemoteError(f"sipp to {target} ran past its {limit}s bound") from None
+    for attempt in range(3):
+        try:
+            proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=limit + 15)
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"sipp to {target} ran past its {limit}s bound") from None
+        # another process took the port between our check and SIPp's bind: new ports, again
+        if "Unable to bind" not in proc.stdout + proc.stderr or attempt == 2:
+            break
+        argv = caller_argv(local_address=local_address, target=target, numbers_file=numbers, calls=calls,
+                           rate=rate, hold_ms=hold_ms, time_limit_s=limit)
     if proc.returncode not in (EXIT_OK, EXIT_SOME_FAILED):
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise RemoteError(f"sipp to {target} failed (exit {proc.returncode}): {' '.join(detail)}")

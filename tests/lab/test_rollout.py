@@ -29,8 +29,8 @@ FAST = {
     "gate": {
         "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100},
         "drill": {"calls_per_number": 100},
-        "soak": {"duration_s": 4, "settle_s": 2, "sample_every_s": 2},
-        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3},
+        "soak": {"duration_s": 3, "settle_s": 1.5, "sample_every_s": 1.5},
+        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3, "metrics_lag_s": 1.5},
     },
     "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
 }
