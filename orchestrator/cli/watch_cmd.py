@@ -27,8 +27,10 @@ from orchestrator.sipp import scenarios
 from orchestrator.traffic.steering import KamailioDispatcher
 from orchestrator.watch.journal import WatchJournal, default_path
 from orchestrator.watch.observe import LiveReader, ReleaseReader, SippProber
+from orchestrator.watch.ports import Ports
+from orchestrator.watch.report import RoundReport, Summary
 from orchestrator.watch.status import status_line
-from orchestrator.watch.supervisor import Ports, RoundReport, Summary, Supervisor
+from orchestrator.watch.supervisor import Supervisor
 
 MAX_ROUNDS = 10_000_000
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.watch.supervisor import RoundReport
+from orchestrator.watch.report import RoundReport
 
 _STATUS = {"ok": "[green]OK[/]", "fail": "[bold red]FAIL[/]", "unknown": "[yellow]?[/]"}
 

@@ -13,16 +13,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from orchestrator.alerting import Alert
 from orchestrator.errors import CallfleetError
 from orchestrator.policy.watch import WatchPolicy
-from orchestrator.traffic.steering import SiteTraffic
 from orchestrator.watch.actions import plan_actions
 from orchestrator.watch.alerts import build_alert
 from orchestrator.watch.incidents import record_action, record_hold, site_key, step
@@ -30,130 +24,18 @@ from orchestrator.watch.journal import WatchJournal
 from orchestrator.watch.model import (
     Act,
     Blind,
-    Incident,
     IncidentEvent,
     IncidentKind,
     LiveSample,
-    ProbeSample,
     RoundFacts,
     SiteAssessment,
     Track,
     WatchState,
 )
+from orchestrator.watch.ports import Handle, Ports
+from orchestrator.watch.report import RoundReport, Summary, build_report, incident_view
 
 ALERT_DRAIN_S = 30.0  # at exit, how long pending alert deliveries may still take
-
-
-class Prober(Protocol):
-    """Synthetic calls (SippProber)."""
-
-    def probe(self, *, at: float) -> tuple[list[ProbeSample], list[Blind]]:
-        """One round of probes."""
-        ...
-
-
-class Live(Protocol):
-    """Live metrics (LiveReader)."""
-
-    def read(self, *, at: float) -> tuple[list[LiveSample], list[Blind]]:
-        """Every site's live window ending at `at`."""
-        ...
-
-
-class Steering(Protocol):
-    """The part of TrafficSteering the watch uses."""
-
-    def state(self) -> dict[str, SiteTraffic]:
-        """Every site's weight, drained flag and share."""
-        ...
-
-    def drain(self, site: str) -> None:
-        """Send the site no new calls."""
-        ...
-
-    def undrain(self, site: str) -> None:
-        """Give the site its share again."""
-        ...
-
-
-class Handle(Protocol):
-    """What the notifier returns for one alert."""
-
-    def wait(self, timeout: float) -> bool:
-        """Wait at most `timeout` seconds for every delivery."""
-        ...
-
-
-class AlertSink(Protocol):
-    """The alerting notifier (Notifier)."""
-
-    def submit(self, alert: Alert) -> Handle:
-        """Start delivering; returns at once."""
-        ...
-
-
-@dataclass
-class Ports:
-    """Everything the loop touches. `live`, `steering` and `alerts` may be absent."""
-
-    prober: Prober
-    live: Live | None = None
-    steering: Steering | None = None
-    releases: Callable[[], tuple[dict[str, str | None], str | None]] = field(default=lambda: ({}, None))
-    alerts: AlertSink | None = None
-
-
-class SiteLine(BaseModel):
-    """One site in a round's report."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    status: str
-    drained: bool | None
-    drained_by_watch: bool
-    release: str | None
-    failing_numbers: tuple[str, ...] = ()
-    reasons: tuple[str, ...] = ()
-    incident: str | None = None
-
-
-class RoundReport(BaseModel):
-    """What one round saw and did (the status line, and one JSON Lines object)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    round: int
-    at: str
-    elapsed_s: float
-    sites: dict[str, SiteLine]
-    incidents: list[dict[str, Any]]
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    actions: list[dict[str, Any]] = Field(default_factory=list)
-    blind: list[dict[str, Any]] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
-
-
-class Summary(BaseModel):
-    """How the run ended."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    rounds: int
-    stopped_by: Literal["rounds", "duration", "signal"]
-    open_incidents: list[dict[str, Any]]
-
-    @property
-    def exit_code(self) -> int:
-        """0 healthy or stopped by a signal; 5 a site incident open; 4 only blind incidents open."""
-        if self.stopped_by == "signal":
-            return 0
-        kinds = {i["kind"] for i in self.open_incidents}
-        if IncidentKind.SITE_FAILING.value in kinds:
-            return 5
-        return 4 if kinds else 0
-
-
-def _incident_view(i: Incident) -> dict[str, Any]:
-    return {"id": i.id, "kind": i.kind.value, "site": i.site, "source": i.source,
-            "since": datetime.fromtimestamp(i.since, UTC).isoformat(), "failing_numbers": list(i.failing_numbers),
-            "reasons": list(i.reasons), "actions": list(i.actions), "held": i.held}
 
 
 class Supervisor:
@@ -227,7 +109,7 @@ class Supervisor:
                 self._flush_alerts()
             self._journal.release()
         return Summary(rounds=done, stopped_by=stopped_by,
-                       open_incidents=[_incident_view(i) for i in state.incidents.values()])
+                       open_incidents=[incident_view(i) for i in state.incidents.values()])
 
     def _resume(self) -> WatchState:
         saved = self._journal.load_state()
@@ -271,7 +153,7 @@ class Supervisor:
         state, done, extra = self._act(state, assessments=assessments, traffic=traffic, releases=releases)
         self._alert(state, events=events, done=done, extra=extra, traffic=traffic, releases=releases)
         self._journal.save_state(state)
-        self._emit(self._report(state, assessments=assessments, events=events, done=done, blind=blind,
+        self._emit(build_report(state, assessments=assessments, events=events, done=done, blind=blind,
                                 traffic=traffic, releases=releases, notes=notes, now=now,
                                 elapsed=self._monotonic() - began))
         return state
@@ -399,28 +281,5 @@ class Supervisor:
         return counts.most_common(1)[0][0] if counts else None
 
     # -- report --------------------------------------------------------------------
-    def _report(self, state: WatchState, *, assessments: Sequence[SiteAssessment], events: Sequence[IncidentEvent],
-                done: list[dict[str, Any]], blind: Sequence[Blind], traffic: dict[str, bool] | None,
-                releases: dict[str, str | None], notes: list[str], now: float, elapsed: float) -> RoundReport:
-        by_site = {i.site: i for i in state.incidents.values() if i.kind == IncidentKind.SITE_FAILING and i.site}
-        sites = {a.site: SiteLine(status=a.status, drained=None if traffic is None else traffic.get(a.site),
-                                  drained_by_watch=a.site in state.drained_by_watch, release=releases.get(a.site),
-                                  failing_numbers=a.failing_numbers, reasons=a.reasons,
-                                  incident=by_site[a.site].id if a.site in by_site else None)
-                 for a in assessments}
-        # The steering state was read before acting: show the drains as they now stand.
-        for d in done:
-            if d["ok"] and d["action"] in ("drain", "undrain") and d["site"] in sites:
-                line = sites[d["site"]]
-                sites[d["site"]] = line.model_copy(update={"drained": d["action"] == "drain"})
-        return RoundReport(
-            round=state.round, at=datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
-            elapsed_s=round(elapsed, 3), sites=sites,
-            incidents=[_incident_view(i) for i in state.incidents.values()],
-            events=[{"kind": e.kind, "incident": e.incident.id, "site": e.incident.site,
-                     "incident_kind": e.incident.kind.value, "changes": list(e.changes)} for e in events],
-            actions=done, blind=[b.model_dump() for b in blind], notes=notes)
-
-
 def _done(handle: Handle) -> bool:
     return handle.wait(0)

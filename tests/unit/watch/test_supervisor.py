@@ -12,7 +12,9 @@ from orchestrator.errors import RemoteError
 from orchestrator.traffic.steering import SiteTraffic
 from orchestrator.watch.journal import WatchJournal
 from orchestrator.watch.model import Blind, LiveSample, ProbeSample
-from orchestrator.watch.supervisor import Ports, RoundReport, Supervisor
+from orchestrator.watch.ports import Ports
+from orchestrator.watch.report import RoundReport
+from orchestrator.watch.supervisor import Supervisor
 from tests.unit.watch.helpers import NUMBERS, POLICY, SITES, T0, live, site_probes
 
 FAST = POLICY.model_copy(update={"window_s": 10.0})  # one round per window: events land on exact rounds
