@@ -20,6 +20,7 @@ from orchestrator.cli import (
     release_cmd,
     rollout_cmd,
     site_cmd,
+    watch_cmd,
 )
 
 HELP = """\
@@ -47,6 +48,7 @@ app.command("probe")(probe_cmd.probe)
 app.command("exec", context_settings=ops_cmd.EXEC_CONTEXT_SETTINGS)(ops_cmd.exec_command)
 app.command("diag")(ops_cmd.diag)
 app.command("gate")(gate_cmd.gate)
+app.command("watch")(watch_cmd.watch)
 app.command("plan")(plan_cmd.plan)
 app.command("upgrade")(rollout_cmd.upgrade)
 app.add_typer(rollout_cmd.app, name="rollout")

@@ -34,7 +34,7 @@ class CanaryPolicy(_Strict):
 
     baseline_sites: int = Field(default=1, ge=1, le=5)
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="significance of the one-sided tests")
-    srd_shift_ms: float = Field(default=30.0, ge=0, description="smallest setup-delay increase that matters")
+    srd_shift_ms: float = Field(default=50.0, ge=0, description="smallest setup-delay increase that matters")
 
 
 class DrillPolicy(_Strict):
