@@ -277,8 +277,13 @@ class Executor:
         wave = self._wave(run.wave)
         done_sites = [w.site for w in self.plan.waves[: run.wave - 1]]
         try:
-            baselines = choose_baselines(self.ports.estate, wave.site, self.policy.gate.canary.baseline_sites,
-                                         exclude=done_sites, prefer_release=wave.from_releases[0])
+            count = self.policy.gate.canary.baseline_sites
+            others = len(self.ports.estate.sites) - 1 - len(done_sites)
+            # untouched sites first; the last waves (the reserve) compare with sites already
+            # proven on the new release, since no untouched site is left
+            baselines = choose_baselines(self.ports.estate, wave.site, count,
+                                         exclude=done_sites if others >= count else (),
+                                         prefer_release=wave.from_releases[0])
             result = self._effect("gate", wave.site, lambda: run_gate(
                 estate=self.ports.estate, site=wave.site, policy=self.policy.gate, baselines=baselines,
                 releases=(wave.to_release,), on_stage=lambda s: self._say(
