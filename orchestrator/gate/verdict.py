@@ -139,9 +139,13 @@ def judge_number(number: str, canary: CallStats, baseline: CallStats | None, *, 
         mwu_p = _mwu_greater(canary.srd_ms, baseline.srd_ms)
         if c_p50 is not None and b_p50 is not None:
             shift = c_p50 - b_p50
-        if mwu_p is not None and mwu_p < canary_policy.alpha and shift is not None \
-                and shift >= canary_policy.srd_shift_ms:
-            reasons.append(f"setup delay +{shift:.0f} ms over baseline (Mann-Whitney p={mwu_p:.2g})")
+        # the shift must also exceed the baseline's own spread (p95 - p50): on a loaded machine
+        # both sides jitter by tens of milliseconds, and a shift inside that noise is no regression
+        spread = (b_p95 - b_p50) if b_p95 is not None and b_p50 is not None else 0.0
+        needed = max(canary_policy.srd_shift_ms, spread)
+        if mwu_p is not None and mwu_p < canary_policy.alpha and shift is not None and shift >= needed:
+            reasons.append(f"setup delay +{shift:.0f} ms over baseline (Mann-Whitney p={mwu_p:.2g}, "
+                           f"more than {needed:.0f} ms)")
             verdict = Verdict.FAIL
     return NumberJudgement(
         number=number, verdict=verdict, reasons=tuple(reasons), canary_calls=canary.attempted,

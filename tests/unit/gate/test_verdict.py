@@ -109,3 +109,13 @@ def test_ceiling_on_setup_delay() -> None:
     ([Verdict.INCONCLUSIVE, Verdict.FAIL, Verdict.PASS], Verdict.FAIL)])
 def test_combine(verdicts: list[Verdict], expected: Verdict) -> None:
     assert combine(verdicts) == expected
+
+
+def test_a_shift_inside_the_baseline_spread_is_noise_not_a_regression() -> None:
+    """A loaded machine: baseline delays spread over ~300 ms; a 80 ms median shift is noise."""
+    canary = {n: calls(delay=230, jitter=150, seed=int(n)) for n in NUMBERS}
+    base = {n: calls(delay=150, jitter=150, seed=int(n) + 7) for n in NUMBERS}
+    j = judge(canary, base)
+    assert all("setup delay" not in r for r in j.reasons), j.reasons
+    quiet = {n: calls(delay=81, jitter=1, seed=int(n)) for n in NUMBERS}
+    assert judge(quiet, probe()).verdict == Verdict.FAIL  # the same shift on a quiet estate
