@@ -23,7 +23,10 @@ from tests.lab.releases import (
     random_503,
 )
 
-TEST_POLICY = {"name": "test", "gate": {"soak": {"duration_s": 10, "settle_s": 4, "sample_every_s": 3}}}
+# The absolute SRD ceiling is raised: the tests must judge releases, not how busy the CI
+# machine happens to be (a loaded 2-core box shows p95 of hundreds of ms on every site).
+TEST_POLICY = {"name": "test", "gate": {"synthetic": {"srd_p95_max_ms": 2000},
+                                        "soak": {"duration_s": 10, "settle_s": 4, "sample_every_s": 3}}}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def test_a_good_release_passes_every_stage_and_never_cries_wolf(lab: Lab, policy
 def test_a_release_broken_by_the_reconnection_drill_fails_there_with_no_live_call(
         lab: Lab, policy: Path, installed: Callable[..., None]) -> None:
     installed("site4", "5.6.0-reconnect-bug", breaks_after_reconnect)
-    before = {h.name: h.dialogs.processed for h in diag(estate=lab.estate, site="site4").hosts
+    before = {h.host: h.dialogs.processed for h in diag(estate=lab.estate, site="site4").hosts
               if h.dialogs is not None}
     start = cli("lab", "traffic", "start", "--rate", "20", "--duration", "120", "--state-dir", str(lab.state_dir))
     assert start.returncode == 0, start.stderr
@@ -97,7 +100,7 @@ def test_a_release_broken_by_the_reconnection_drill_fails_there_with_no_live_cal
     assert [(s["stage"], s["verdict"]) for s in r["stages"]] == [("synthetic+canary", "PASS"), ("drill", "FAIL")]
     assert any("after the drill" in why and "503" in why for why in r["reasons"])
     # every dialog the site's hosts saw was one of the gate's own synthetic calls
-    after = {h.name: h.dialogs.processed for h in diag(estate=lab.estate, site="site4").hosts
+    after = {h.host: h.dialogs.processed for h in diag(estate=lab.estate, site="site4").hosts
              if h.dialogs is not None}
     gate_calls = {}
     for stage in r["stages"]:

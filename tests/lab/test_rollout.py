@@ -27,10 +27,11 @@ from tests.lab.releases import breaks_after_reconnect, make_release
 FAST = {
     "name": "lab-fast",
     "gate": {
-        "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100},
+        "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100, "srd_p95_max_ms": 2000},
         "drill": {"calls_per_number": 100},
         "soak": {"duration_s": 3, "settle_s": 1.5, "sample_every_s": 1.5},
-        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3, "metrics_lag_s": 1.5},
+        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3, "metrics_lag_s": 1.5,
+                       "srd_p95_max_ms": 2000},
     },
     "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
 }
