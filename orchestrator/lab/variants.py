@@ -99,3 +99,38 @@ def counter_cap(calls: int) -> Callable[[Path], None]:
              f'route[EMERGENCY] {{\n\t$shv(calls) = $shv(calls) + 1;\n\tif ($shv(calls) > {calls}) {{\n'
              '\t\tsl_send_reply("500", "Counter exhausted");\n\t\texit;\n\t}\n')
     return mutate
+
+
+def rejects_after(seconds: int) -> Callable[[Path], None]:
+    """The AT&T 2024 kind: a node that works after the change, then rejects every call (503)
+    once its process has run `seconds` (`$TS - $Tb`: now minus Kamailio's start time).
+    A short gate passes it; only a soak or bake longer than `seconds` sees it."""
+    def mutate(src: Path) -> None:
+        edit(src / "routing.cfg", "route[EMERGENCY] {\n",
+             f'route[EMERGENCY] {{\n\tif ($TS - $Tb >= {seconds}) {{\n'
+             '\t\tsl_send_reply("503", "Protect mode");\n\t\texit;\n\t}\n')
+    return mutate
+
+
+def exhausts_memory_after_reconnect(kb_per_call: int = 160) -> Callable[[Path], None]:
+    """The 2021 kind, closer to the state report: fine until the routine PSAP-trunk reconnection;
+    from then on every call leaves about `kb_per_call` KB of shared memory behind (4.5 KB
+    entries in a table nobody empties), so with the lab's 64 MB of shared memory (`-m 64`) the call
+    server runs out after a few hundred calls and calls fail from then on."""
+    entries = max(1, kb_per_call // 4)
+    def mutate(src: Path) -> None:
+        edit(src / "kamailio.cfg", 'loadmodule "counters.so"\n',
+             'loadmodule "counters.so"\nloadmodule "htable.so"\n'
+             'modparam("htable", "htable", "trunkcache=>size=10;")\n')
+        edit(src / "kamailio.cfg", '\t\t$shv(trunk_generation) = $sel(cfg_get.callfleet.trunk_generation);\n',
+             '\t\t$shv(trunk_generation) = $sel(cfg_get.callfleet.trunk_generation);\n'
+             '\t\t$shv(trunks_reconnected) = 1;\n')
+        edit(src / "routing.cfg", "route[EMERGENCY] {\n",
+             'route[EMERGENCY] {\n\tif ($shv(trunks_reconnected) == 1) {\n'
+             '\t\t$var(blk) = "callfleet lab 2021 replay: trunk state copied per call, never freed. ";\n'
+             '\t\t$var(i) = 0;\n\t\twhile ($var(i) < 6) {\n'
+             '\t\t\t$var(blk) = $var(blk) + $var(blk);\n\t\t\t$var(i) = $var(i) + 1;\n\t\t}\n'
+             f'\t\t$var(i) = 0;\n\t\twhile ($var(i) < {entries}) {{\n'
+             '\t\t\t$sht(trunkcache=>$ci:$var(i)) = $var(blk);\n\t\t\t$var(i) = $var(i) + 1;\n\t\t}\n'
+             '\t}\n')
+    return mutate
