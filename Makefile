@@ -45,8 +45,12 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check orchestrator tests
 	$(VENV)/bin/mypy
 
-bench: install ## benchmarks on the lab; figures to benchmarks/results/ (JSON and Markdown)
+bench: install ## benchmarks on the lab; figures to benchmarks/results/ (JSON and Markdown) and the README
 	$(VENV)/bin/python benchmarks/gate_faults.py
+	$(VENV)/bin/python benchmarks/blast_radius.py
+	$(VENV)/bin/python benchmarks/overhead.py
+	$(VENV)/bin/python benchmarks/scale.py
+	$(VENV)/bin/python benchmarks/readme_results.py
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

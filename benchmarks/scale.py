@@ -1,0 +1,157 @@
+"""Scale: how rollout time, orchestrator CPU and memory grow with hosts per site and sites
+(issue #8).
+
+For each shape (sites x hosts per site) a lab of that shape is brought up on 127.97 (its own
+temporary state directory, taken down after), the background caller started (20 calls/s), and
+a good release rolled out with `callfleet upgrade` under a fast lab policy (the one of
+tests/lab/test_rollout.py: 100 calls per number, 3 s soak, two live steps, 2 s bakes).
+Measured per shape:
+
+  - rollout s: the upgrade command's wall time;
+  - orchestrator CPU s: user+system time of the orchestrator process itself (/proc/PID/stat,
+    read until it exits);
+  - CPU s with children: user+system time of the command and everything it waited for
+    (ansible-playbook, ssh, SIPp, testinfra): resource.getrusage(RUSAGE_CHILDREN), before/after;
+  - peak MB: the orchestrator process's peak resident memory (VmHWM).
+
+Usage: python benchmarks/scale.py [SITESxHOSTS ...]   (default 6x1 6x2 6x4 6x8 12x2)
+Figures to benchmarks/results/scale.{json,md}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import REPO, callfleet, write
+from orchestrator.lab import variants
+
+BASE = "127.97"
+GOOD = "5.6.0-scale"
+SHAPES = [(6, 1), (6, 2), (6, 4), (6, 8), (12, 2)]
+FAST = {
+    "name": "lab-fast",
+    "gate": {
+        "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100},
+        "drill": {"calls_per_number": 100},
+        "soak": {"duration_s": 3, "settle_s": 1.5, "sample_every_s": 1.5},
+        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3, "metrics_lag_s": 1.5},
+    },
+    "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
+}
+TICK = os.sysconf("SC_CLK_TCK")
+
+def lab_up(*args: str) -> subprocess.CompletedProcess[str]:
+    """`lab up`, again up to twice: on a loaded machine a call server can miss its 5 s readiness
+    wait, and `lab up` again only starts what is not running."""
+    up = callfleet("lab", "up", *args)
+    for _ in range(2):
+        if up.returncode == 0:
+            break
+        time.sleep(5)
+        up = callfleet("lab", "up", *args)
+    return up
+
+
+
+def _proc_figures(pid: int) -> tuple[float, int] | None:
+    """CPU seconds (user+system) and VmHWM in kB of a live process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        hwm = next(int(ln.split()[1]) for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return (int(stat[11]) + int(stat[12])) / TICK, hwm
+
+
+def measured_upgrade(args: list[str], timeout: float) -> tuple[int, str, float, float, float, float]:
+    """Run `python -m orchestrator ARGS`: exit code, stdout, wall s, own CPU s, CPU s with children, peak MB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile(mode="w+") as out_file:
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True, stdout=out_file,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C.UTF-8"})
+        own_cpu, hwm = 0.0, 0
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            figures = _proc_figures(proc.pid)
+            if figures is not None:
+                own_cpu, hwm = figures[0], max(hwm, figures[1])
+            time.sleep(0.2)
+        if proc.poll() is None:
+            proc.kill()
+        rc = proc.wait()
+        wall = time.monotonic() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out_file.seek(0)
+        out = out_file.read()
+    total_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return rc, out, wall, own_cpu, total_cpu, hwm / 1024
+
+
+def one_shape(sites: int, hosts: int) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix="cfscale-"))
+    sd = ["--state-dir", str(state)]
+    row: dict[str, Any] = {"sites": sites, "hosts per site": hosts, "hosts": sites * hosts}
+    try:
+        t0 = time.monotonic()
+        up = lab_up(*sd, "--base", BASE, "--sites", str(sites), "--hosts-per-site", str(hosts))
+        row["lab up s"] = round(time.monotonic() - t0, 1)
+        if up.returncode != 0:
+            row["outcome"] = f"lab up failed: {up.stderr.strip()[-200:]}"
+            return row
+        store = state / "bundles"
+        variants.make_release(store, GOOD)
+        policy = state / "policy.yml"
+        policy.write_text(yaml.safe_dump(FAST))
+        callfleet("lab", "traffic", "start", "--rate", "20", "--duration", "3600", *sd)
+        rc, out, wall, own_cpu, total_cpu, peak = measured_upgrade(
+            ["upgrade", "--to", GOOD, "--yes", "--json", "--store", str(store), "--policy", str(policy),
+             "--journal", str(state / "journal.sqlite"), "-i", str(state / "inventory.yml")], timeout=3600)
+        public = json.loads(callfleet("lab", "traffic", "stop", *sd, "--json").stdout)
+        try:
+            outcome = json.loads(out).get("kind", "?")
+        except ValueError:
+            outcome = "no JSON"
+        row.update({"outcome": f"{outcome} (exit {rc})", "rollout s": round(wall, 1),
+                    "s per site": round(wall / sites, 1), "orchestrator CPU s": round(own_cpu, 1),
+                    "CPU s with children": round(total_cpu, 1), "peak MB": round(peak, 1),
+                    "public calls lost": public["failed"]})
+        return row
+    finally:
+        callfleet("lab", "traffic", "stop", *sd)
+        callfleet("lab", "down", *sd)
+
+
+def main(argv: list[str]) -> int:
+    shapes = [tuple(int(x) for x in a.split("x")) for a in argv] or SHAPES
+    rows = []
+    for sites, hosts in shapes:
+        rows.append(one_shape(sites, hosts))
+        print(json.dumps(rows[-1]), flush=True)
+    write("scale", params={"policy": "fast lab policy (tests/lab/test_rollout.py FAST)", "background calls/s": 20,
+                           "shapes": " ".join(f"{s}x{h}" for s, h in shapes)},
+          rows=rows, columns=["sites", "hosts per site", "hosts", "outcome", "rollout s", "s per site",
+                              "orchestrator CPU s", "CPU s with children", "peak MB", "public calls lost"],
+          title="Scale: rollout time, CPU and memory by estate shape",
+          notes="One good release rolled out per shape on a lab of that shape (real Kamailio call servers, "
+                "all on one machine with 2 cores shared with the lab itself, so wall times grow with the "
+                "lab's own load too). *orchestrator CPU s*: the callfleet process alone (/proc/PID/stat); "
+                "*CPU s with children*: with the Ansible, SSH, SIPp and testinfra processes it ran "
+                "(getrusage RUSAGE_CHILDREN); *peak MB*: the callfleet process's VmHWM.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
