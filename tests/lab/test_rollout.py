@@ -24,6 +24,9 @@ from tests.conftest import REPO, cli
 from tests.lab.conftest import Lab
 from tests.lab.releases import breaks_after_reconnect, make_release
 
+# Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
+pytestmark = pytest.mark.timeout(1500)
+
 FAST = {
     "name": "lab-fast",
     "gate": {
