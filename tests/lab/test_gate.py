@@ -71,7 +71,8 @@ def test_a_good_release_passes_every_stage_and_never_cries_wolf(lab: Lab, policy
     assert full["verdict"] == "PASS"
     assert [s["stage"] for s in full["stages"]] == ["synthetic+canary", "drill", "soak"]
     assert all(s["verdict"] == "PASS" for s in full["stages"])
-    assert all(abs(m["shm_bytes_per_call"]) < 64 for m in full["stages"][2]["evidence"]["memory"])
+    # no growth per call (a shrink is memory of earlier stages being freed, not a leak)
+    assert all(m["shm_bytes_per_call"] < 64 for m in full["stages"][2]["evidence"]["memory"])
     print(f"\nfull gate: {full['calls']} calls in {full['seconds']:.1f}s")
     verdicts, seconds, calls = [], [], []
     for _ in range(20):
