@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := kamailio kamailio-extra-modules sip-tester openssh-server iproute2 procps prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv install demo lab-up lab-down test test-unit test-lab lint bench clean
+.PHONY: help deps venv install demo lab-up lab-down test test-e2e test-unit lint bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -33,10 +33,13 @@ demo: install ## the main job: lab up, a good release canary-first over 6 sites,
 lab-down: venv ## stop every lab process
 	$(VENV)/bin/callfleet lab down
 
-test: install ## the whole suite: lint, types, unit and lab integration tests
+test: install ## lint, types, unit and lab integration tests (all but the e2e rollouts: make test-e2e)
 	$(VENV)/bin/ruff check orchestrator tests
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m 'not e2e_rollout'
+
+test-e2e: install ## whole six-site rollouts (kill -9/resume, lock, advance) and the incident replays
+	$(VENV)/bin/pytest -m e2e_rollout
 
 test-unit: venv ## unit tests only (no lab)
 	$(VENV)/bin/pytest -m 'not lab'

@@ -150,6 +150,26 @@ def sample_memory(estate: Estate, hosts: Sequence[Host]) -> list[MemorySample]:
         return list(pool.map(one, hosts))
 
 
+def settled_memory(estate: Estate, hosts: Sequence[Host], *, settle_s: float,
+                   sleep: Callable[[float], None] = time.sleep, max_extra_s: float = 20.0,
+                   tolerance: int = 8192) -> list[MemorySample]:
+    """Memory once finished transactions have been freed: wait `settle_s`, then sample every
+    second until no host's shared memory still falls by more than `tolerance` bytes (bounded
+    by `max_extra_s`). A busy machine frees them late; a leak never falls, so it settles at once."""
+    sleep(settle_s)
+    last = sample_memory(estate, hosts)
+    waited = 0.0
+    while waited < max_extra_s:
+        sleep(1.0)
+        waited += 1.0
+        now = sample_memory(estate, hosts)
+        falling = any(b.shm_real_used - a.shm_real_used > tolerance for b, a in zip(last, now, strict=True))
+        last = now
+        if not falling:
+            break
+    return last
+
+
 def soak(*, estate: Estate, site: str, baselines: Sequence[str], policy: GatePolicy,
          sleep: Callable[[float], None] = time.sleep) -> StageResult:
     """Stage 4: sustained load for the bake while memory is sampled; memory growing per
@@ -157,8 +177,7 @@ def soak(*, estate: Estate, site: str, baselines: Sequence[str], policy: GatePol
     t0 = time.monotonic()
     p = policy.soak
     hosts = estate.site(site).hosts
-    sleep(p.settle_s)  # earlier stages' transactions must clear first, or they count as a shrink
-    before = sample_memory(estate, hosts)
+    before = settled_memory(estate, hosts, settle_s=p.settle_s, sleep=sleep)
     samples: list[MemorySample] = list(before)
     stop = threading.Event()
 
@@ -180,8 +199,7 @@ def soak(*, estate: Estate, site: str, baselines: Sequence[str], policy: GatePol
     finally:
         stop.set()
         thread.join(timeout=30)
-    sleep(p.settle_s)  # transactions linger for tm's wait timer; let them clear before measuring
-    after = sample_memory(estate, hosts)
+    after = settled_memory(estate, hosts, settle_s=p.settle_s, sleep=sleep)
     samples.extend(after)
     synthetic = policy.synthetic.model_copy(update={"min_calls_per_number": min(
         policy.synthetic.min_calls_per_number, calls)})

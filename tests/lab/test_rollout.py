@@ -25,7 +25,7 @@ from tests.lab.conftest import Lab
 from tests.lab.releases import breaks_after_reconnect, make_release
 
 # Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
-pytestmark = pytest.mark.timeout(1500)
+pytestmark = [pytest.mark.timeout(1500), pytest.mark.e2e_rollout]
 
 FAST = {
     "name": "lab-fast",

@@ -25,6 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/scenarios/" in str(item.fspath):
             item.add_marker(pytest.mark.lab)
+            item.add_marker(pytest.mark.e2e_rollout)
 
 
 def _session_lab(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
