@@ -22,9 +22,14 @@ app = typer.Typer(help="Change one site: drain it, upgrade or roll back its host
                        "check them (testinfra), give its traffic back.", no_args_is_help=True)
 
 
-def _ops(inventory: Path | None, json_out: bool, drain_timeout: float) -> SiteOps:
+def _ops(inventory: Path | None, json_out: bool, drain_timeout: float, *, site: str) -> SiteOps:
+    """SiteOps for the inventory's estate; InvalidInput when `site` is not one of its sites."""
     path = inventory or default_inventory()
     estate = load_inventory(path)
+    try:
+        estate.site(site)
+    except KeyError as exc:
+        raise InvalidInput(str(exc.args[0])) from None
 
     def show(ev: TaskEvent) -> None:
         if ev.status in ("changed", "failed", "unreachable"):
@@ -80,11 +85,7 @@ def upgrade(
     A failure after the switch rolls the site back and restores its traffic (exit 6);
     a failed rollback leaves the site drained (exit 7). A bundle failing verification
     (exit 2) or a failed preflight (exit 4) touches nothing live."""
-    ops = _ops(inventory, json_out, drain_timeout)
-    try:
-        ops.estate.site(site)
-    except KeyError as exc:
-        raise InvalidInput(str(exc.args[0])) from None
+    ops = _ops(inventory, json_out, drain_timeout, site=site)
     bundle = find_bundle(store or default_store(), to)
     try:
         report = upgrade_site(ops, site=site, version=to, bundle=bundle, check=check, keep_drained=keep_drained,
@@ -105,11 +106,7 @@ def rollback(
     json_out: JsonOpt = False,
 ) -> None:
     """Break-glass: drain SITE, put back each host's previous release, verify, undrain."""
-    ops = _ops(inventory, json_out, drain_timeout)
-    try:
-        ops.estate.site(site)
-    except KeyError as exc:
-        raise InvalidInput(str(exc.args[0])) from None
+    ops = _ops(inventory, json_out, drain_timeout, site=site)
     report = rollback_site(ops, site=site, on_step=_step_printer(json_out))
     _finish(report, json_out)
 
@@ -123,11 +120,7 @@ def drain(
     json_out: JsonOpt = False,
 ) -> None:
     """Move the site's share of emergency traffic to the other sites; wait for its calls to end."""
-    ops = _ops(inventory, json_out, drain_timeout)
-    try:
-        ops.estate.site(site)
-    except KeyError as exc:
-        raise InvalidInput(str(exc.args[0])) from None
+    ops = _ops(inventory, json_out, drain_timeout, site=site)
     waited = ops.drain(site)
     _print_steering(ops, json_out, f"{site} drained; calls in flight ended after {waited:.2f}s")
 
@@ -140,11 +133,7 @@ def undrain(
     json_out: JsonOpt = False,
 ) -> None:
     """Give the site its weight's share of emergency traffic again."""
-    ops = _ops(inventory, json_out, 30.0)
-    try:
-        ops.estate.site(site)
-    except KeyError as exc:
-        raise InvalidInput(str(exc.args[0])) from None
+    ops = _ops(inventory, json_out, 30.0, site=site)
     ops.undrain(site)
     _print_steering(ops, json_out, f"{site} undrained")
 
