@@ -26,6 +26,7 @@ benchmarks/results/blast_radius.{json,md}.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,14 +53,21 @@ STOCK = "5.6.0-lab1"
 FAULTY = "5.6.0-reconnect-bug"
 RATE = 20  # background calls/s
 POLICY = REPO / "policies" / "default.yml"
-# The lab shares two cores with its callers and probes: under that load SIPp's setup delay p95
-# reaches the 500 ms UDP retransmission on every site, which the default ceilings (300 ms) call
-# INCONCLUSIVE ("estate slow"). The benchmark raises those two ceilings only; the rest of the
-# default policy (stages, call counts, canary comparison, drill, soak, steps, bakes) is kept.
-SLOW_MACHINE = {"gate": {"synthetic": {"srd_p95_max_ms": 2000}, "live_steps": {"srd_p95_max_ms": 2000}}}
 NAIVE = REPO / "playbooks" / "naive-rolling.yml"
+# The lab shares two cores with its callers, its probes and, often, other people's labs: under
+# that load setup delays reach seconds (UDP retransmissions) on every site alike, and the
+# default ceilings (300 ms) call the gate INCONCLUSIVE ("estate slow") before the drill. The
+# benchmark lowers the synthetic and soak call rates and raises the two delay ceilings; the rest
+# of policies/default.yml (stages, call counts, canary comparison, drill, soak length, steps,
+# bakes) is kept.
+SLOW_MACHINE = {"gate": {"synthetic": {"srd_p95_max_ms": 5000, "rate": 25}, "soak": {"rate": 50},
+                         "live_steps": {"srd_p95_max_ms": 5000}}}
 PROBE_EVERY_S = 3.0  # the supervision loop of (b) and (c)
 PROBE_BOUND_S = 180.0
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # through the `finally` that takes the lab down
+
 
 def lab_up(*args: str) -> subprocess.CompletedProcess[str]:
     """`lab up`, again up to twice: on a loaded machine a call server can miss its 5 s readiness
@@ -111,7 +119,14 @@ class Lab:
             raise RuntimeError(f"traffic start: {started.stderr.strip()}")
 
     def traffic_report(self) -> dict[str, Any]:
-        return dict(json.loads(callfleet("lab", "traffic", "report", *self.sd, "--json").stdout))
+        """The caller's figures so far (read again when SIPp was writing its statistics file)."""
+        for _ in range(5):
+            proc = callfleet("lab", "traffic", "report", *self.sd, "--json")
+            if proc.returncode == 0:
+                return dict(json.loads(proc.stdout))
+            print(f"traffic report: {proc.stderr.strip()[-200:]}", file=sys.stderr, flush=True)
+            time.sleep(1)
+        return {"failed": None}
 
     def traffic_stop(self) -> dict[str, Any]:
         return dict(json.loads(callfleet("lab", "traffic", "stop", *self.sd, "--json").stdout))
@@ -160,6 +175,10 @@ def poll(check: Callable[[], bool], *, want: bool) -> float | None:
     return None
 
 
+class LabFlake(RuntimeError):
+    """The lab, not the release, failed a scenario: it is run again."""
+
+
 def bench_policy(path: Path) -> Path:
     """policies/default.yml with SLOW_MACHINE's ceilings."""
     doc = yaml.safe_load(POLICY.read_text())
@@ -185,7 +204,9 @@ def with_callfleet(lab: Lab) -> dict[str, Any]:
     j = Journal(journal)
     events = j.events(out["run"])
     switched = sorted({e.site for e in events if e.kind == "before" and e.data.get("effect") == "switch" and e.site})
-    gate = next(e for e in events if e.kind == "gate")
+    gate = next((e for e in events if e.kind == "gate"), None)
+    if gate is None:  # halted before its gate: a lab failure (a call server missing its readiness wait)
+        raise LabFlake(f"callfleet halted before the gate: {out.get('message')}")
     stages = gate.data["stages"]
     failed = stages[-1]
     restored = next(e.ts for e in events if e.kind == "after" and e.data.get("effect") == "restore traffic")
@@ -230,6 +251,7 @@ def naive_way(lab: Lab, label: str, serial: str, generation: int) -> dict[str, A
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     state = Path(tempfile.mkdtemp(prefix="cfblast-"))
     lab = Lab(state)
     up = lab_up(*lab.sd, "--base", BASE)
@@ -246,9 +268,16 @@ def main() -> int:
             lambda: naive_way(lab, "(c) every site at once (2021); then reconnection", "100%", 102),
         ]
         for scenario in scenarios:
-            lab.ensure_stock()
-            rows.append(scenario())
-            print(json.dumps(rows[-1]), flush=True)
+            for attempt in range(1, 4):
+                lab.ensure_stock()
+                try:
+                    row = scenario()
+                except LabFlake as exc:
+                    print(f"attempt {attempt}: {exc}", file=sys.stderr, flush=True)
+                    continue
+                rows.append({**row, "attempt": attempt})
+                print(json.dumps(rows[-1]), flush=True)
+                break
         lab.ensure_stock()
     finally:
         callfleet("lab", "traffic", "stop", *lab.sd)
@@ -256,7 +285,7 @@ def main() -> int:
     write("blast_radius",
           params={"faulty release": "breaks after the reconnection command (2021 kind)", "sites": 6,
                   "hosts per site": 2, "background calls/s": RATE,
-                  "callfleet policy": "policies/default.yml, SRD p95 ceilings 2000 ms",
+                  "callfleet policy": "policies/default.yml with SLOW_MACHINE (see the script)",
                   "naive playbook": "playbooks/naive-rolling.yml", "supervision probe every s": PROBE_EVERY_S},
           rows=rows,
           columns=["way", "sites on faulty release", "public calls", "calls lost", "lost during the change",

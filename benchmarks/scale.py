@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,10 @@ FAST = {
     "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
 }
 TICK = os.sysconf("SC_CLK_TCK")
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # through the `finally` that takes the lab down
+
 
 def lab_up(*args: str) -> subprocess.CompletedProcess[str]:
     """`lab up`, again up to twice: on a loaded machine a call server can miss its 5 s readiness
@@ -135,6 +140,7 @@ def one_shape(sites: int, hosts: int) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     shapes = [tuple(int(x) for x in a.split("x")) for a in argv] or SHAPES
     rows = []
     for sites, hosts in shapes:
