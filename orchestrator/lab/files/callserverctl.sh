@@ -20,7 +20,8 @@ PIDFILE=$RUN/kamailio.pid
 CTL=$RUN/ctl.sock
 KAMAILIO=${KAMAILIO:-/usr/sbin/kamailio}
 KAMCMD=${KAMCMD:-/usr/sbin/kamcmd}
-READY_TIMEOUT=${READY_TIMEOUT:-5}
+# generous: a loaded 2-core CI machine can take seconds to start a Kamailio (bounded anyway)
+READY_TIMEOUT=${READY_TIMEOUT:-15}
 
 manifest_value() {  # $1 release dir, $2 key
   sed -n "s/^$2: *//p" "$1/manifest.yaml" | head -n 1 | tr -d "'\""
