@@ -21,7 +21,7 @@ CAP = 600
 
 
 def test_a_counter_cap_reached_after_n_calls_is_caught_by_the_soak(lab: Lab, tmp_path: Path) -> None:
-    soak = {"duration_s": 8, "rate": 100, "settle_s": 1.5, "sample_every_s": 4}
+    soak = {"duration_s": 16, "rate": 50, "settle_s": 1.5, "sample_every_s": 4}
     r = replay(lab, tmp_path, "5.6.0-intrado2014", counter_cap(CAP), policy(soak=soak))
     stages = {s["stage"]: s for s in r.gate["stages"]}
     assert stages["synthetic+canary"]["verdict"] == "PASS" and stages["drill"]["verdict"] == "PASS"
