@@ -25,17 +25,18 @@ DRAINED_STAGES = {"synthetic+canary", "drill", "soak"}  # the gate stages run be
 
 def policy(**gate: dict[str, Any]) -> dict[str, Any]:
     """tests/lab/test_rollout.py's fast lab policy with some gate stages changed."""
-    doc = copy.deepcopy(FAST)
+    doc: dict[str, Any] = copy.deepcopy(dict(FAST))
     doc["name"] = "lab-replay"
     # The lab shares two cores with other test sessions: under load every site's setup delay
     # reaches seconds (UDP retransmissions) and the 300 ms ceilings say INCONCLUSIVE ("estate
     # slow"). These replays are about failing calls: probes go slower (25 calls/s per number,
     # same counts) and the delay ceilings are raised.
-    doc["gate"]["synthetic"].update({"rate": 25, "srd_p95_max_ms": 5000})
-    doc["gate"]["live_steps"]["srd_p95_max_ms"] = 5000
-    doc["gate"]["soak"]["rate"] = 50
+    stages: dict[str, dict[str, Any]] = doc["gate"]
+    stages["synthetic"].update({"rate": 25, "srd_p95_max_ms": 5000})
+    stages["live_steps"]["srd_p95_max_ms"] = 5000
+    stages["soak"]["rate"] = 50
     for stage, values in gate.items():
-        doc["gate"].setdefault(stage, {}).update(values)
+        stages.setdefault(stage, {}).update(values)
     return doc
 
 
