@@ -128,11 +128,16 @@ def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, w
     ports = _ports(inventory, run.target, store, json_out)
     from orchestrator.rollout.alerts import rollout_alerter
 
-    ports.alert, note = rollout_alerter()
+    alerter, note = rollout_alerter()
+    ports.alert = alerter
     if not json_out:
         console.print(f"[dim]{note}[/]")
     executor = Executor(journal=journal, run_id=run.id, policy=load_policy(policy_path), ports=ports, wait=wait)
-    _finish(executor.drive(), journal, json_out, junit)
+    outcome = executor.drive()
+    if alerter is not None and alerter.handles and not alerter.flush():
+        # Bounded by the channels' deadlines; the store keeps what is still undelivered.
+        journal.record(run.id, "alert-error", data={"error": "deliveries still pending at exit"})
+    _finish(outcome, journal, json_out, junit)
 
 
 @handle_errors

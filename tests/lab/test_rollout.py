@@ -21,6 +21,8 @@ import yaml
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import TRANSITIONS, Phase
 from tests.conftest import REPO, cli
+from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
+from tests.integration_alerting.servers import HttpReceiver, SmppServer, SmtpServer
 from tests.lab.conftest import Lab
 from tests.lab.releases import breaks_after_reconnect, make_release
 
@@ -160,10 +162,21 @@ def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing
     assert public["attempted"] > 500 and public["failed"] == 0, public
 
 
-def test_a_reconnection_bug_is_halted_at_the_canary_and_rolled_back(
-        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_every_channel(
+        lab: Lab, env: dict[str, str], traffic: Caller, tmp_path: Path) -> None:
     before = releases(lab)
-    proc = cli(*upgrade_args(lab, env, "5.6.0-reconnect-bug"), timeout=900)
+    http, smtp, smsc = HttpReceiver(), SmtpServer(user="callfleet", password=SMTP_PASSWORD), \
+        SmppServer(password=SMPP_PASSWORD)
+    try:
+        alerts = tmp_path / "alerts.yml"
+        alerts.write_text(yaml.safe_dump(config_doc(http_port=http.port, smtp_port=smtp.port, smpp_port=smsc.port,
+                                                    store=tmp_path / "alerts.sqlite")))
+        proc = cli(*upgrade_args(lab, env, "5.6.0-reconnect-bug"), timeout=900,
+                   env={"CALLFLEET_ALERTS": str(alerts), **SECRETS})
+    finally:
+        http.close()
+        smtp.close()
+        smsc.close()
     assert proc.returncode == 6, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["kind"] == "halted" and out["wave"] == 1
@@ -177,6 +190,17 @@ def test_a_reconnection_bug_is_halted_at_the_canary_and_rolled_back(
     assert edge_all_full(lab)
     public = traffic.stop()
     assert public["failed"] == 0, public
+    # The failed gate and the rollback reached all three channels, with the facts, before the
+    # command returned; no channel secret is in the journal or the alert store.
+    hooks = [json.dumps(h.body, ensure_ascii=False) for h in http.hits]
+    assert len(hooks) == 2 and all(canary in h and "5.6.0-reconnect-bug" in h for h in hooks), hooks
+    subjects = sorted(str(m["Subject"]) for _, m, _ in smtp.messages)
+    assert len(subjects) == 2 and any("échec" in s for s in subjects), subjects
+    assert all(canary in m.get_content() for _, m, _ in smtp.messages)
+    assert {s.destination for s in smsc.state.submits} == {"33600000001", "33600000002"}
+    for path in (Path(env["journal"]), tmp_path / "alerts.sqlite"):
+        blob = path.read_bytes()
+        assert not any(secret.encode() in blob for secret in SECRETS.values()), path
 
 
 def _wait_phase(journal: Path, run_id: str | None, phases: set[Phase], timeout: float = 300) -> str:
