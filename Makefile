@@ -53,6 +53,7 @@ bench: install ## benchmarks on the lab; figures to benchmarks/results/ (JSON an
 	$(VENV)/bin/python benchmarks/blast_radius.py
 	$(VENV)/bin/python benchmarks/overhead.py
 	$(VENV)/bin/python benchmarks/scale.py
+	$(VENV)/bin/python benchmarks/alert_latency.py
 	$(VENV)/bin/python benchmarks/readme_results.py
 
 clean: ## remove the venv and caches

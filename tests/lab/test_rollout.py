@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.alerting.store import AlertStore
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import TRANSITIONS, Phase
 from tests.conftest import REPO, cli
 from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
-from tests.integration_alerting.servers import HttpReceiver, SmppServer, SmtpServer
+from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
 from tests.lab.conftest import Lab
 from tests.lab.releases import breaks_after_reconnect, make_release
 
@@ -167,16 +168,20 @@ def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_e
     before = releases(lab)
     http, smtp, smsc = HttpReceiver(), SmtpServer(user="callfleet", password=SMTP_PASSWORD), \
         SmppServer(password=SMPP_PASSWORD)
+    dead = BlackHole()  # a fourth channel whose server accepts and never answers
+    offset = time.time() - time.monotonic()  # the servers stamp time.monotonic(), the journal time.time()
     try:
+        doc = config_doc(http_port=http.port, smtp_port=smtp.port, smpp_port=smsc.port,
+                         store=tmp_path / "alerts.sqlite")
+        doc["channels"]["dead-chat"] = {"type": "webhook", "url": f"http://127.0.0.1:{dead.port}/hook"}
+        doc["audiences"]["crisis_cell"]["webhooks"].append("dead-chat")
         alerts = tmp_path / "alerts.yml"
-        alerts.write_text(yaml.safe_dump(config_doc(http_port=http.port, smtp_port=smtp.port, smpp_port=smsc.port,
-                                                    store=tmp_path / "alerts.sqlite")))
+        alerts.write_text(yaml.safe_dump(doc))
         proc = cli(*upgrade_args(lab, env, "5.6.0-reconnect-bug"), timeout=900,
                    env={"CALLFLEET_ALERTS": str(alerts), **SECRETS})
     finally:
-        http.close()
-        smtp.close()
-        smsc.close()
+        for server in (http, smtp, smsc, dead):
+            server.close()
     assert proc.returncode == 6, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["kind"] == "halted" and out["wave"] == 1
@@ -191,7 +196,15 @@ def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_e
     public = traffic.stop()
     assert public["failed"] == 0, public
     # The failed gate and the rollback reached all three channels, with the facts, before the
-    # command returned; no channel secret is in the journal or the alert store.
+    # command returned; the dead channel was retried and marked failed and held back neither the
+    # others nor the rollback (the gate's alert was on the webhook before the canary's traffic
+    # came back); no channel secret is in the journal or the alert store.
+    states = {(d.dedupe_key.rsplit(":", 1)[1], d.channel): d.state.value
+              for d in AlertStore(path=tmp_path / "alerts.sqlite").deliveries()}
+    assert states[("gate_failed", "dead-chat")] == "failed", states
+    assert {states[("gate_failed", c)] for c in ("ops-chat", "mail", "sms")} <= {"sent", "acknowledged"}, states
+    restored = next(e.ts for e in j.events(run.id) if e.kind == "after" and e.data.get("effect") == "restore traffic")
+    assert min(h.at for h in http.hits) + offset < restored
     hooks = [json.dumps(h.body, ensure_ascii=False) for h in http.hits]
     assert len(hooks) == 2 and all(canary in h and "5.6.0-reconnect-bug" in h for h in hooks), hooks
     subjects = sorted(str(m["Subject"]) for _, m, _ in smtp.messages)
