@@ -216,26 +216,56 @@ def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_e
         assert not any(secret.encode() in blob for secret in SECRETS.values()), path
 
 
-def _wait_phase(journal: Path, run_id: str | None, phases: set[Phase], timeout: float = 300) -> str:
-    """Poll the journal until the run reaches one of `phases`; returns the run id."""
+def _wait_phase(journal: Path, run_id: str | None, phases: set[Phase], *, timeout: float = 300,
+                known: frozenset[str] = frozenset()) -> str:
+    """Poll the journal until the run (or, with `run_id` None, the first run not in `known`:
+    the one just spawned) reaches one of `phases`; returns the run id."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         j = Journal(journal)
-        runs = j.runs(limit=1)
-        if runs and (run_id is None or runs[0].id == run_id):
-            run = j.run(run_id or runs[0].id)
+        if run_id is None:
+            new = [r for r in j.runs(limit=5) if r.id not in known]
+            run_id = new[0].id if new else None
+        if run_id is not None:
+            run = j.run(run_id)
             if run.phase in phases:
                 return run.id
             if run.phase in (Phase.COMPLETED, Phase.HALTED, Phase.ABORTED):
-                raise AssertionError(f"run ended in {run.phase} before reaching {phases}")
+                raise AssertionError(f"run ended in {run.phase} before reaching {phases}: {run.outcome}")
         time.sleep(0.02)
     raise AssertionError(f"never reached {phases}")
 
 
-def _spawn(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "LC_ALL": "C.UTF-8"})
+def _known_runs(journal: Path) -> frozenset[str]:
+    return frozenset(r.id for r in Journal(journal).runs(limit=1000)) if journal.exists() else frozenset()
+
+
+class Spawned:
+    """Orchestrator processes a test started in their own session; any still alive at the
+    end of the test are killed with their children, so a failed test never leaves a rollout
+    running (and holding the lock) for the next one."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def __call__(self, args: list[str]) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "LC_ALL": "C.UTF-8"})
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                _kill9(proc)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawned]:
+    spawned = Spawned()
+    yield spawned
+    spawned.kill_all()
 
 
 def _kill9(proc: subprocess.Popen[str]) -> None:
@@ -248,16 +278,17 @@ KILL_POINTS = [Phase.PREPARING, Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECK
 
 
 def test_kill_9_at_many_points_then_resume_ends_consistent(
-        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+        lab: Lab, env: dict[str, str], traffic: Caller, spawn: Spawned) -> None:
     journal = Path(env["journal"])
-    proc = _spawn(upgrade_args(lab, env, "5.6.0-lab3"))
+    known = _known_runs(journal)
+    proc = spawn(upgrade_args(lab, env, "5.6.0-lab3"))
     run_id = None
     killed_at = []
     for target in KILL_POINTS:
-        run_id = _wait_phase(journal, run_id, {target})
+        run_id = _wait_phase(journal, run_id, {target}, known=known)
         _kill9(proc)
         killed_at.append((Journal(journal).run(run_id).wave, target))
-        proc = _spawn(["rollout", "resume", run_id, "--journal", str(journal), "-i", str(lab.inventory),
+        proc = spawn(["rollout", "resume", run_id, "--journal", str(journal), "-i", str(lab.inventory),
                        "--store", env["store"]])
     assert proc.wait(900) == 0
     assert run_id is not None
@@ -276,11 +307,12 @@ def test_kill_9_at_many_points_then_resume_ends_consistent(
 
 
 def test_kill_9_during_a_rollback_then_resume_restores_the_site(
-        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+        lab: Lab, env: dict[str, str], traffic: Caller, spawn: Spawned) -> None:
     journal = Path(env["journal"])
     before = releases(lab)
-    proc = _spawn(upgrade_args(lab, env, "5.6.0-reconnect-bug"))
-    run_id = _wait_phase(journal, None, {Phase.ROLLING_BACK})
+    known = _known_runs(journal)
+    proc = spawn(upgrade_args(lab, env, "5.6.0-reconnect-bug"))
+    run_id = _wait_phase(journal, None, {Phase.ROLLING_BACK}, known=known)
     time.sleep(0.5)  # inside the Ansible run
     _kill9(proc)
     resumed = rollout("resume", run_id, "--store", env["store"], "--json", env=env, lab=lab)
