@@ -33,12 +33,12 @@ demo: install ## the main job: lab up, a good release canary-first over 6 sites,
 lab-down: venv ## stop every lab process
 	$(VENV)/bin/callfleet lab down
 
-test: install ## lint, types, unit and lab integration tests (all but the e2e rollouts: make test-e2e)
+test: install ## lint, types, unit, lab integration tests, whole rollouts and incident replays (what CI runs)
 	$(VENV)/bin/ruff check orchestrator tests
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -m 'not e2e_rollout'
+	$(VENV)/bin/pytest
 
-test-e2e: install ## whole six-site rollouts (kill -9/resume, lock, advance) and the incident replays
+test-e2e: install ## only the whole six-site rollouts (kill -9/resume, lock, advance) and the incident replays
 	$(VENV)/bin/pytest -m e2e_rollout
 
 test-unit: venv ## unit tests only (no lab)

@@ -322,7 +322,8 @@ def test_kill_9_during_a_rollback_then_resume_restores_the_site(
 
 
 def test_two_rollouts_at_once_exactly_one_proceeds_and_advance_waits_for_the_bake(
-        lab: Lab, env: dict[str, str], tmp_path: Path) -> None:
+        lab: Lab, env: dict[str, str], tmp_path: Path, traffic: Caller) -> None:
+    # the background caller gives the canary's live steps their calls (none: INCONCLUSIVE)
     slow = {**FAST, "rollout": {"bake_s": 3600, "reserve": {"sites": 1, "fleet_bake_s": 3}}}
     policy = tmp_path / "slow.yml"
     policy.write_text(yaml.safe_dump(slow))
