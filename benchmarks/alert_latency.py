@@ -18,12 +18,12 @@ benchmarks/results/alert_latency.{json,md}.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.blast_radius import FAULTY, Lab, LabFlake, bench_policy, lab_up
+from benchmarks.blast_radius import FAULTY, Lab, LabFlake, bench_policy, own_lab, run_scenarios
 from benchmarks.common import callfleet, write
 from orchestrator.alerting.store import AlertStore
 from orchestrator.lab import variants
@@ -61,10 +61,12 @@ def one_run(lab: Lab, n: int) -> dict[str, Any]:
         alerts.write_text(yaml.safe_dump(config_doc(http_port=http.port, smtp_port=smtp.port, smpp_port=smsc.port,
                                                     store=work / "alerts.sqlite")))
         os.environ.update({"CALLFLEET_ALERTS": str(alerts), **SECRETS})
+        lab.traffic_start()  # the public keeps calling, as in production
         proc = callfleet("upgrade", "--to", FAULTY, "--yes", "--json", "--store", str(lab.store), "--policy",
                          str(bench_policy(work / "policy.yml")), "--journal", str(journal), "-i", str(lab.inventory),
                          timeout=1800)
     finally:
+        public = lab.traffic_stop()
         http.close()
         smtp.close()
         smsc.close()
@@ -92,7 +94,8 @@ def one_run(lab: Lab, n: int) -> dict[str, Any]:
             "webhook s": recv_s.get("webhook"), "smtp s": recv_s.get("smtp"), "smpp s": recv_s.get("smpp"),
             "last delivery s": max(recv_s.values()) if len(recv_s) == 3 else None,
             "recorded sent s": round(max(sent.values()), 3) if len(sent) == 3 else None,
-            "channels sent": len(sent), "rollback s": round(restored - gate.ts, 1)}
+            "channels sent": len(sent), "rollback s": round(restored - gate.ts, 1),
+            "public calls lost": public["failed"]}
 
 
 def main() -> int:
@@ -100,25 +103,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="faulty rollouts to measure (default 3)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _terminate)
-    lab = Lab(Path(tempfile.mkdtemp(prefix="cfalert-")))
-    up = lab_up(*lab.sd, "--base", BASE)
-    if up.returncode != 0:
-        print(up.stderr, file=sys.stderr)
-        callfleet("lab", "down", *lab.sd)
+    lab = own_lab("cfalert-", BASE)
+    if lab is None:
         return 4
-    rows: list[dict[str, Any]] = []
     try:
         variants.make_release(lab.store, FAULTY, variants.breaks_after_reconnect)
-        for n in range(1, args.runs + 1):
-            for attempt in range(1, 3):
-                lab.ensure_stock()
-                try:
-                    rows.append({**one_run(lab, n * 10 + attempt), "attempt": attempt})
-                except LabFlake as exc:
-                    print(f"run {n} attempt {attempt}: {exc}", file=sys.stderr, flush=True)
-                    continue
-                print(json.dumps(rows[-1]), flush=True)
-                break
+        rows = run_scenarios(lab, [functools.partial(one_run, lab, n) for n in range(1, args.runs + 1)], attempts=2)
     finally:
         callfleet("lab", "down", *lab.sd)
     lasts = [r["last delivery s"] for r in rows if r["last delivery s"] is not None]
@@ -129,7 +119,7 @@ def main() -> int:
                   "retry": "attempts 3, timeout 2 s", "policy": "policies/default.yml with SLOW_MACHINE"},
           rows=[*rows, summary],
           columns=["run", "verdict", "webhook s", "smtp s", "smpp s", "last delivery s", "recorded sent s",
-                   "rollback s"],
+                   "rollback s", "public calls lost"],
           title="Alert latency: failed gate verdict to the last delivery",
           notes="Seconds after the canary's gate verdict (journal): *webhook/smtp/smpp s*, when each loopback server "
                 "received the gate_failed alert (SMS: its last part to the last of two numbers); *recorded sent s*, "

@@ -250,34 +250,48 @@ def naive_way(lab: Lab, label: str, serial: str, generation: int) -> dict[str, A
             "restored": all(r == {STOCK} for r in back.values()) and lab.edge_all_full()}
 
 
-def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    state = Path(tempfile.mkdtemp(prefix="cfblast-"))
-    lab = Lab(state)
-    up = lab_up(*lab.sd, "--base", BASE)
+def own_lab(prefix: str, base: str) -> Lab | None:
+    """A lab in a new temporary state directory on `base`, or None (said on stderr, and
+    whatever did start taken down) when it would not come up."""
+    lab = Lab(Path(tempfile.mkdtemp(prefix=prefix)))
+    up = lab_up(*lab.sd, "--base", base)
     if up.returncode != 0:
         print(up.stderr, file=sys.stderr)
         callfleet("lab", "down", *lab.sd)
-        return 4
+        return None
+    return lab
+
+
+def run_scenarios(lab: Lab, scenarios: list[Callable[[], dict[str, Any]]], *, attempts: int) -> list[dict[str, Any]]:
+    """Each scenario from the stock release, again (up to `attempts` times) when the lab rather
+    than the release failed it (LabFlake); a row per scenario that ran, printed as it comes."""
     rows: list[dict[str, Any]] = []
+    for scenario in scenarios:
+        for attempt in range(1, attempts + 1):
+            lab.ensure_stock()
+            try:
+                row = scenario()
+            except LabFlake as exc:
+                print(f"attempt {attempt}: {exc}", file=sys.stderr, flush=True)
+                continue
+            rows.append({**row, "attempt": attempt})
+            print(json.dumps(rows[-1]), flush=True)
+            break
+    return rows
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    lab = own_lab("cfblast-", BASE)
+    if lab is None:
+        return 4
     try:
         variants.make_release(lab.store, FAULTY, variants.breaks_after_reconnect)
-        scenarios: list[Callable[[], dict[str, Any]]] = [
+        rows = run_scenarios(lab, [
             lambda: with_callfleet(lab),
             lambda: naive_way(lab, "(b) Ansible rolling, one site at a time, no gate; then reconnection", "2", 101),
             lambda: naive_way(lab, "(c) every site at once (2021); then reconnection", "100%", 102),
-        ]
-        for scenario in scenarios:
-            for attempt in range(1, 4):
-                lab.ensure_stock()
-                try:
-                    row = scenario()
-                except LabFlake as exc:
-                    print(f"attempt {attempt}: {exc}", file=sys.stderr, flush=True)
-                    continue
-                rows.append({**row, "attempt": attempt})
-                print(json.dumps(rows[-1]), flush=True)
-                break
+        ], attempts=3)
         lab.ensure_stock()
     finally:
         callfleet("lab", "traffic", "stop", *lab.sd)

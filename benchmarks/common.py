@@ -32,7 +32,7 @@ def write(name: str, *, params: dict[str, Any], rows: list[dict[str, Any]], colu
           notes: str = "") -> tuple[Path, Path]:
     """benchmarks/results/<name>.json and .md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    doc = {"benchmark": name, "machine": machine(), "params": params, "rows": rows}
+    doc: dict[str, Any] = {"benchmark": name, "machine": machine(), "params": params, "rows": rows}
     jpath = RESULTS / f"{name}.json"
     jpath.write_text(json.dumps(doc, indent=2) + "\n")
     lines = [f"# {title}", "", f"Measured {doc['machine']['date']} on {doc['machine']['host']} "
