@@ -70,7 +70,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def lab_up(*args: str) -> subprocess.CompletedProcess[str]:
-    """`lab up`, again up to twice: on a loaded machine a call server can miss its 5 s readiness
+    """`lab up`, again up to twice: on a loaded machine a call server can miss its readiness
     wait, and `lab up` again only starts what is not running."""
     up = callfleet("lab", "up", *args)
     for _ in range(2):

@@ -35,6 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.blast_radius import lab_up
 from benchmarks.common import REPO, callfleet, write
 from orchestrator.ansible import runner
 from orchestrator.lab import variants
@@ -60,19 +61,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # through the `finally` that takes the lab down
-
-
-def lab_up(*args: str) -> subprocess.CompletedProcess[str]:
-    """`lab up`, again up to twice: on a loaded machine a call server can miss its 5 s readiness
-    wait, and `lab up` again only starts what is not running."""
-    up = callfleet("lab", "up", *args)
-    for _ in range(2):
-        if up.returncode == 0:
-            break
-        time.sleep(5)
-        up = callfleet("lab", "up", *args)
-    return up
-
 
 
 def _proc_figures(pid: int) -> tuple[float, int] | None:
