@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
-from tests.conftest import cli
+from tests.conftest import REPO, cli
 
 # Override to run two test sessions side by side (each needs its own prefix).
 LAB_BASE = os.environ.get("CALLFLEET_TEST_LAB_BASE", "127.78")
@@ -51,6 +51,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(state_dir=state_dir, inventory=inventory, estate=load_inventory(inventory))
     finally:
         cli("lab", "down", "--state-dir", str(state_dir))
+
+
+STOCK = "5.6.0-lab1"  # the release `lab up` installs
+
+
+def restore_stock(lab: Lab) -> None:
+    """Every call server back on the stock release and every site at full weight: what the
+    tests after a whole rollout expect. One Ansible run over all hosts at once (the baseline
+    playbook, playbooks/naive-rolling.yml), then each site undrained."""
+    from orchestrator.ansible import runner
+
+    result = runner.run(inventory=lab.inventory, playbook=REPO / "playbooks" / "naive-rolling.yml",
+                        extra_vars={"callserver_target_release": STOCK, "naive_serial": "100%",
+                                    "callserver_bundle_dir": str(lab.state_dir / "bundles" / f"callserver-{STOCK}")},
+                        private_dir=lab.state_dir / "restore-ansible")
+    assert result.succeeded, f"could not restore {STOCK}: {result}"
+    for site in lab.estate.sites:
+        undrain = cli("site", "undrain", site.name, "-i", str(lab.inventory))
+        assert undrain.returncode == 0, undrain.stderr
 
 
 def impostor_inventory(lab: Lab, out_dir: Path, *, hosts: list[str] | None = None) -> Path:

@@ -24,7 +24,7 @@ from orchestrator.rollout.machine import TRANSITIONS, Phase
 from tests.conftest import REPO, cli
 from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
 from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
-from tests.lab.conftest import Lab
+from tests.lab.conftest import Lab, restore_stock
 from tests.lab.releases import breaks_after_reconnect, make_release
 
 # Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
@@ -44,7 +44,9 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Releases, a fast policy and a journal for this module; at the end every site goes back
+    to the stock release, as the lab tests that follow expect."""
     d = tmp_path_factory.mktemp("rollout")
     store = d / "store"
     make_release(store, "5.6.0-lab2")
@@ -52,7 +54,8 @@ def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     make_release(store, "5.6.0-reconnect-bug", breaks_after_reconnect)
     policy = d / "policy.yml"
     policy.write_text(yaml.safe_dump(FAST))
-    return {"store": str(store), "policy": str(policy), "journal": str(d / "journal.sqlite")}
+    yield {"store": str(store), "policy": str(policy), "journal": str(d / "journal.sqlite")}
+    restore_stock(lab)
 
 
 def upgrade_args(lab: Lab, env: dict[str, str], version: str, *extra: str) -> list[str]:
