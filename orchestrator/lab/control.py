@@ -141,6 +141,12 @@ def _check_params(state: LabState | None, params: LabParams) -> None:
 
 def lab_up(*, state_dir: Path, params: LabParams) -> Estate:
     """Start every lab component that is not already running; write the inventory."""
+    hosts = params.sites * params.hosts_per_site
+    if hosts > sshd.MAX_LISTEN_ADDRESSES:
+        # One sshd listens on every host's address, and OpenSSH stops at 16 (MAX_LISTEN_SOCKS):
+        # refuse before anything starts rather than fail half-way.
+        raise InvalidInput(f"--sites {params.sites} x --hosts-per-site {params.hosts_per_site} = {hosts} hosts: "
+                           f"the lab runs at most {sshd.MAX_LISTEN_ADDRESSES} (one sshd serves them all)")
     for binary, pkg in (("kamailio", "kamailio"), ("kamcmd", "kamailio"), ("sipp", "sip-tester"),
                         ("sshd", "openssh-server"), ("ssh-keygen", "openssh-client"),
                         ("prometheus", "prometheus")):

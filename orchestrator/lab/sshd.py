@@ -16,6 +16,8 @@ from pathlib import Path
 from orchestrator import procs
 from orchestrator.lab.topology import SSH_PORT
 
+MAX_LISTEN_ADDRESSES = 16  # OpenSSH's MAX_LISTEN_SOCKS: one ListenAddress per lab host
+
 
 class SshPaths:
     """Where the lab keeps its SSH material."""
