@@ -2,15 +2,15 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := kamailio kamailio-extra-modules sip-tester openssh-server iproute2 procps prometheus
+APT_PACKAGES := kamailio kamailio-extra-modules sip-tester openssh-server iproute2 procps prometheus systemd-container debootstrap postgresql chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv install demo lab-up lab-down test test-e2e test-unit lint bench clean
+.PHONY: help deps venv install pulumi demo lab-up lab-down test test-e2e test-unit lint bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-deps: ## Debian packages (kamailio, sipp, sshd, prometheus); skipped when already present
+deps: ## Debian packages (kamailio, sipp, sshd, prometheus, postgresql chromium for the store tests); skipped when already present
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -27,6 +27,9 @@ venv: $(VENV)/.installed ## the .venv with callfleet in editable mode and its de
 
 install: deps venv ## everything: Debian packages and the venv
 
+pulumi: ## the Pulumi engine: the one on PATH, else built with Go into .tools/bin (pinned in tools/pulumi/go.mod)
+	@tools/pulumi/build.sh
+
 demo: install ## the main job: lab up, a good release canary-first over 6 sites, a faulty one stopped at the canary
 	$(VENV)/bin/callfleet lab demo
 
@@ -34,27 +37,32 @@ lab-down: venv ## stop every lab process
 	$(VENV)/bin/callfleet lab down
 
 test: install ## lint, types, unit, lab integration tests, whole rollouts and incident replays (what CI runs)
-	$(VENV)/bin/ruff check orchestrator tests
-	$(VENV)/bin/mypy
+	@tools/pulumi/build.sh --background  # the engine builds (niced) while the lab tests run; its tests wait
+	$(MAKE) lint
 	$(VENV)/bin/pytest
 
 test-e2e: install ## only the whole six-site rollouts (kill -9/resume, lock, advance) and the incident replays
 	$(VENV)/bin/pytest -m e2e_rollout
 
-test-unit: venv ## unit tests only (no lab)
+test-unit: venv pulumi ## unit tests only (no lab)
 	$(VENV)/bin/pytest -m 'not lab'
 
-lint: venv ## ruff and mypy
+YAML_DIRS := playbooks inventory policies examples
+
+lint: venv ## ruff, mypy, yamllint and ansible-lint (production profile)
 	$(VENV)/bin/ruff check orchestrator tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/yamllint -s -c .yamllint $(YAML_DIRS)
+	cd playbooks && PATH="$(abspath $(VENV))/bin:$$PATH" ansible-lint -q --strict .
 
 bench: install ## benchmarks on the lab; figures to benchmarks/results/ (JSON and Markdown) and the README
 	$(VENV)/bin/python benchmarks/gate_faults.py
 	$(VENV)/bin/python benchmarks/blast_radius.py
 	$(VENV)/bin/python benchmarks/overhead.py
 	$(VENV)/bin/python benchmarks/scale.py
+	$(VENV)/bin/python benchmarks/lab_size.py
 	$(VENV)/bin/python benchmarks/alert_latency.py
 	$(VENV)/bin/python benchmarks/readme_results.py
 
-clean: ## remove the venv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+clean: ## remove the venv, the built tools and caches (Go's own caches stay)
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -11,7 +11,7 @@ Per run: the verdict time (the journal's gate event), when each channel's server
 alert (server side clocks, same machine) and when the notifier recorded it sent (the alert
 store), and the rollback's own duration, to show the alert did not wait for it.
 
-Own lab on 127.94 (state in a temporary directory), taken down at the end. Figures go to
+Own lab on 198.18.94 (state in a temporary directory), taken down at the end. Figures go to
 benchmarks/results/alert_latency.{json,md}.
 """
 
@@ -40,7 +40,7 @@ from orchestrator.rollout.journal import Journal
 from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
 from tests.integration_alerting.servers import HttpReceiver, SmppServer, SmtpServer
 
-BASE = "127.94"
+BASE = "198.18.94"
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -19,7 +19,7 @@ every few seconds) and the time to restore full service (callfleet: from the ver
 canary's traffic restored; (b)/(c): from detection to every site back on the stock release
 and the probes passing, rolling back with the same playbook on every site at once).
 
-Own lab on 127.96 (state in a temporary directory), taken down at the end. Figures go to
+Own lab on 198.18.96 (state in a temporary directory), taken down at the end. Figures go to
 benchmarks/results/blast_radius.{json,md}.
 """
 
@@ -42,13 +42,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, callfleet, write
 from orchestrator.ansible import runner
+from orchestrator.estate import hostcmd
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
+from orchestrator.estate.ssh import ssh_trust
 from orchestrator.fabricops.run import run_on_hosts
 from orchestrator.lab import variants
 from orchestrator.rollout.journal import Journal
+from orchestrator.traffic.edge import SshEdge
 
-BASE = "127.96"
+BASE = "198.18.96"
 STOCK = "5.6.0-lab1"
 FAULTY = "5.6.0-reconnect-bug"
 RATE = 20  # background calls/s
@@ -108,8 +111,12 @@ class Lab:
 
     def edge_all_full(self) -> bool:
         edge = self.estate.edge
-        assert edge is not None and edge.dispatcher_list is not None, "the lab has an edge"
-        text = Path(edge.dispatcher_list).read_text()
+        assert edge is not None, "the lab has an edge"
+        shell = SshEdge(self.estate)
+        try:
+            text = shell.read_file(edge.dispatcher_list)
+        finally:
+            shell.close()
         rows = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")]
         return all(r[2] == "0" and "rweight=100" in r[4] for r in rows)
 
@@ -133,7 +140,7 @@ class Lab:
 
     def naive(self, version: str, serial: str) -> runner.RunResult:
         """playbooks/naive-rolling.yml to `version`, `serial` hosts at a time."""
-        return runner.run(inventory=self.inventory, playbook=NAIVE,
+        return runner.run(inventory=self.inventory, trust=ssh_trust(load_inventory(self.inventory)), playbook=NAIVE,
                           extra_vars={"callserver_target_release": version, "naive_serial": serial,
                                       "callserver_bundle_dir": str(self.store / f"callserver-{version}")},
                           private_dir=self.state / "naive-ansible")
@@ -141,7 +148,7 @@ class Lab:
     def reconnect_everywhere(self, generation: int) -> list[str]:
         """The routine reconnection command on every host at the same time; the hosts that refused it."""
         def one(host: Any) -> str | None:
-            cmd = f"kamcmd -s unix:{host.root}/run/ctl.sock cfg.seti callfleet trunk_generation {generation}"
+            cmd = f"{hostcmd.kamcmd(self.estate, host)} cfg.seti callfleet trunk_generation {generation}"
             res = run_on_hosts(estate=self.estate, hosts=[host], command=cmd, timeout=30).results[0]
             return None if res.ok and "error" not in res.stdout.lower() else host.name
 

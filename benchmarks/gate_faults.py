@@ -1,6 +1,6 @@
 """How many calls and seconds the gate needs to decide, per fault class (issue #4).
 
-Brings up its own lab (loopback prefix 127.95), builds a release per fault class from the
+Brings up its own lab (loopback prefix 198.18.95), builds a release per fault class from the
 stock release, installs it on one site kept drained (as a rollout does), runs the gate
 with the default policy, records verdict, deciding stage, calls and seconds, rolls back.
 A benchmark, not a test: figures go to benchmarks/results/gate_faults.{json,md}.
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import callfleet, write
 from orchestrator.lab import variants
 
-BASE = "127.95"
+BASE = "198.18.95"
 FAULTS: list[tuple[str, str, Callable[[Path], None] | None]] = [
     ("good release", "5.6.0-good", None),
     ("breaks after the reconnection drill (2021)", "5.6.0-reconnect", variants.breaks_after_reconnect),

@@ -19,7 +19,7 @@ it runs, every phase change is a transition event):
     planning, journal writes, scheduling).
 
 For scale, the same release is then rolled out with playbooks/naive-rolling.yml (one site at
-a time, readiness wait, no gate). Own lab on 127.98; figures to benchmarks/results/overhead.
+a time, readiness wait, no gate). Own lab on 198.18.98; figures to benchmarks/results/overhead.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, callfleet, write
 from orchestrator.ansible import runner
+from orchestrator.estate.inventory import load_inventory
+from orchestrator.estate.ssh import ssh_trust
 from orchestrator.lab import variants
 from orchestrator.rollout.journal import Event, Journal
 
-BASE = "127.98"
+BASE = "198.18.98"
 STOCK = "5.6.0-lab1"
 GOOD = "5.6.0-good"
 NEXT = "5.6.0-good2"
@@ -117,7 +119,8 @@ def rollout_good(state: Path, policy: Path) -> tuple[float, dict[str, Any], int]
         # a good release halted: the lab failed (a call server missing its readiness wait, delays
         # of a loaded machine); put every site back on the stock release and measure again
         print(f"attempt {attempt}: exit {proc.returncode}: {out.get('message')}", file=sys.stderr, flush=True)
-        runner.run(inventory=inv, playbook=NAIVE, private_dir=state / "naive-ansible",
+        runner.run(inventory=inv, trust=ssh_trust(load_inventory(inv)), playbook=NAIVE,
+                           private_dir=state / "naive-ansible",
                    extra_vars={"callserver_target_release": STOCK, "naive_serial": "100%",
                                "callserver_bundle_dir": str(store / f"callserver-{STOCK}")})
     raise RuntimeError(f"upgrade exit {proc.returncode}: {out}")
@@ -151,7 +154,8 @@ def main() -> int:
         parts["orchestrator"] = wall - sum(parts.values())
         public = json.loads(callfleet("lab", "traffic", "report", *sd, "--json").stdout)
         t1 = time.monotonic()
-        naive = runner.run(inventory=inv, playbook=NAIVE, private_dir=state / "naive-ansible",
+        naive = runner.run(inventory=inv, trust=ssh_trust(load_inventory(inv)), playbook=NAIVE,
+                           private_dir=state / "naive-ansible",
                            extra_vars={"callserver_target_release": NEXT, "naive_serial": "2",
                                        "callserver_bundle_dir": str(store / f"callserver-{NEXT}")})
         naive_wall = time.monotonic() - t1

@@ -63,6 +63,21 @@ def alive(pid: int | None, *, expect: str | None = None) -> bool:
     return True
 
 
+def start_time(pid: int | None) -> int | None:
+    """When the process started (clock ticks since boot, /proc/<pid>/stat field 22), or None.
+
+    With the pid it names one process for good: a pid reused by a later process has
+    another start time, so a stale lease or lock is never mistaken for a live one."""
+    if not pid or pid <= 0:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])  # field 22 of stat(5); fields[0] here is field 3 (state)
+
+
 def read_pidfile(path: Path) -> int | None:
     """The pid in a pidfile, or None when absent or garbage."""
     try:

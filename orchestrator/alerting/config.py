@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
 
 from orchestrator.alerting.models import Alert, AlertKind, Severity
 from orchestrator.alerting.secrets import resolve_secrets
 from orchestrator.errors import InvalidInput
+from orchestrator.userfile import load_yaml
 
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
@@ -137,6 +137,19 @@ class Audience(_Frozen):
         return alert.kind is AlertKind.INCIDENT_RESOLVED or alert.severity.rank >= self.min_severity.rank
 
 
+class PsapContent(_Frozen):
+    """What a PSAP notice says of its sender: provider, contact, and the area each site serves.
+
+    Absent values are said to be absent in the notice, never invented."""
+
+    provider: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None, description="the operator's name as the answering points know it")
+    contact: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="who the answering points call or write to (a desk, a number, an address)")
+    areas: dict[str, Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
+        default_factory=dict, description="site name -> the area whose calls it routes")
+
+
 class AlertConfig(_Frozen):
     """The validated alerting config. `secrets` is filled by `load_config`, never from
     the file, and is excluded from dumps and repr."""
@@ -149,6 +162,7 @@ class AlertConfig(_Frozen):
     retry: RetryPolicy = RetryPolicy()
     channels: dict[ChannelName, Channel] = Field(min_length=1)
     audiences: dict[AudienceName, Audience] = Field(min_length=1)
+    psap: PsapContent = PsapContent()
     secrets: dict[str, SecretStr] = Field(default_factory=dict, exclude=True, repr=False)
 
     def retry_for(self, channel: str) -> RetryPolicy:
@@ -163,7 +177,10 @@ class AlertConfig(_Frozen):
         """Every (audience, channel, targets) this alert goes to."""
         out: list[Route] = []
         for name, aud in self.audiences.items():
-            if not aud.wants(alert):
+            # A PSAP notice is for the answering points only, whatever their filters say.
+            if alert.kind is AlertKind.PSAP_NOTICE and name != "psaps":
+                continue
+            if alert.kind is not AlertKind.PSAP_NOTICE and not aud.wants(alert):
                 continue
             for hook in aud.webhooks:
                 channel = self.channels[hook]
@@ -228,8 +245,8 @@ def _check_references(path: Path, config: AlertConfig) -> None:
             raise _fail(path, key, "no webhook, e-mail address or phone number: this audience would hear nothing")
         try:
             ZoneInfo(aud.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _fail(path, f"{key}.timezone", f"unknown time zone {aud.timezone!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
+            raise _fail(path, f"{key}.timezone", f"unknown time zone {aud.timezone[:64]!r}") from None
         for i, hook in enumerate(aud.webhooks):
             if hook not in config.channels:
                 raise _fail(path, f"{key}.webhooks.{i}", f"no channel named {hook!r}")
@@ -260,7 +277,10 @@ def _reject_inline_secrets(path: Path, raw: dict[str, Any]) -> None:
         raise _fail(path, "secrets", "secret values are never written in this file",
                     hint="reference them by name (password_secret: NAME) and put them in the environment "
                          "or the secrets file")
-    for name, ch in (raw.get("channels") or {}).items():
+    channels = raw.get("channels")
+    if not isinstance(channels, dict):
+        return  # not a mapping: the model's validation names it
+    for name, ch in channels.items():
         if isinstance(ch, dict):
             for k in _INLINE_SECRET_KEYS:
                 if k in ch:
@@ -307,20 +327,36 @@ def parse_config(raw: Any, *, path: Path, env: dict[str, str] | None = None, wit
         name = missing[0]
         where = f"the environment or {config.secrets_file}" if config.secrets_file else "the environment"
         raise _fail(path, refs[name], f"secret {name} is not set in {where}")
+    _check_secret_values(path, config, found, refs)
     return config.model_copy(update={"secrets": found})
+
+
+def _check_secret_values(path: Path, config: AlertConfig, found: dict[str, SecretStr], refs: dict[str, str]) -> None:
+    """Values a channel cannot carry are refused here, by name, before any send: they would
+    fail mid-delivery with an exception whose text may hold the value itself."""
+    for ch in config.channels.values():
+        ref = ch.token_secret if isinstance(ch, WebhookChannel) else ch.password_secret
+        if ref is None or ref not in found:
+            continue
+        value = found[ref].get_secret_value()
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise _fail(path, refs[ref], f"secret {ref} contains a control character (a line break?)")
+        if isinstance(ch, WebhookChannel) and "{token}" not in ch.url:
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise _fail(path, refs[ref], f"secret {ref} cannot travel in an HTTP header (non-latin-1 "
+                                              "characters); put `{token}` in the URL instead") from None
+        if isinstance(ch, SmtpChannel) and not value.isascii():
+            raise _fail(path, refs[ref], f"secret {ref}: SMTP AUTH takes ASCII passwords only")
 
 
 def load_config(path: Path, *, env: dict[str, str] | None = None, with_secrets: bool = True) -> AlertConfig:
     """Load, validate and resolve an alerting config file (InvalidInput naming file and key)."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise InvalidInput(f"{path}: no such alerting config file",
-                           hint="copy policies/alerts.example.yml, or set $CALLFLEET_ALERTS") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "?"
-        raise InvalidInput(f"{path}: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+                           hint="copy policies/alerts.example.yml, or set $CALLFLEET_ALERTS")
+    raw = load_yaml(path, what="alerting config")
     return parse_config(raw, path=path, env=env, with_secrets=with_secrets)
 
 

@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from orchestrator.alerting.channels import Channel, ChannelError, Progress, SendContext, build_channels
 from orchestrator.alerting.config import AlertConfig, Route
 from orchestrator.alerting.models import Alert, NotificationState
-from orchestrator.alerting.secrets import Redactor
+from orchestrator.alerting.secrets import RedactingFilter, Redactor
 from orchestrator.alerting.store import AlertStore
 from orchestrator.alerting.templates import Message, render
 
@@ -79,6 +81,8 @@ class Notifier:
         self._config = config
         self._store = store
         self._redact = Redactor(secrets=config.secrets.values())
+        # Every record of the alerting logger, tracebacks included, is scrubbed of secrets.
+        log.addFilter(RedactingFilter(self._redact))
         self._channels = dict(channels) if channels is not None else build_channels(config=config,
                                                                                     redactor=self._redact)
         self._clock = clock
@@ -114,7 +118,7 @@ class Notifier:
             return None
         try:
             return fn()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
             # The record is important, the alert more so: deliver anyway.
             log.warning("alert store: %s failed: %s", what, exc)
             return None
@@ -138,7 +142,7 @@ class Notifier:
             key = (aud.language, aud.timezone)
             if key not in messages:
                 messages[key] = render(alert=alert, language=aud.language, timezone=aud.timezone,
-                                       override_dir=self._config.templates_dir)
+                                       override_dir=self._config.templates_dir, psap=self._config.psap)
             nid, deliver = self._claim(alert, handle, route)
             if not deliver:
                 handle._add(Outcome(audience=route.audience, channel=route.channel,

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from orchestrator.alerting.psap import NoticeKind
+
 # A substitute number the public can dial while the short number is down: 10 digits
 # (French national format, e.g. 0472000000); spaces and dots are tolerated on input.
 SubstituteNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]
@@ -36,6 +38,7 @@ class AlertKind(StrEnum):
     INCIDENT_OPENED = "incident_opened"
     INCIDENT_UPDATED = "incident_updated"
     INCIDENT_RESOLVED = "incident_resolved"
+    PSAP_NOTICE = "psap_notice"  # to the `psaps` audience only, on the notification clock
     TEST = "test"
 
 
@@ -81,6 +84,18 @@ class Failing(Frozen):
     sites: tuple[ShortText, ...] = ()
 
 
+class PsapFacts(Frozen):
+    """The clock's facts a PSAP notice carries (the provider, contact and areas come from
+    the alerting config's `psap` section when the notice is rendered)."""
+
+    notice: NoticeKind
+    discovered_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    due_by: AwareDatetime
+    next_update_by: AwareDatetime | None = None  # the follow-up's deadline, while it is still owed
+    late: bool = False
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -106,6 +121,7 @@ class Alert(Frozen):
     incident_id: ShortText = ""
     dedupe_key: ShortText = ""
     raised_at: AwareDatetime = Field(default_factory=_utc_now)
+    psap: PsapFacts | None = None  # set on (and only on) a psap_notice
 
     @field_validator("since", "raised_at")
     @classmethod
@@ -137,6 +153,12 @@ class Alert(Frozen):
         if not data.get("dedupe_key"):
             data["dedupe_key"] = f"{data['incident_id']}:{data.get('kind', '')}"
         return data
+
+    @model_validator(mode="after")
+    def _psap_facts(self) -> Alert:
+        if (self.kind is AlertKind.PSAP_NOTICE) != (self.psap is not None):
+            raise ValueError("a psap_notice alert carries `psap` facts, and only it does")
+        return self
 
 
 class NotificationState(StrEnum):

@@ -21,19 +21,32 @@ from orchestrator.errors import InvalidInput
 REDACTED = "***"
 
 
-def read_secrets_file(path: Path) -> dict[str, SecretStr]:
-    """Parse a `KEY=VALUE` secrets file (comments with #, blank lines allowed).
-
-    Refused when group or others may read or write it: a secrets file is 0600 or 0400."""
+def check_secrets_file(path: Path) -> None:
+    """A secrets file must be a regular file owned by the user running callfleet, that group
+    and others may neither read nor write (0600 or 0400); InvalidInput otherwise."""
     try:
         st = path.stat()
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such secrets file") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInput(f"{path}: the secrets file is not a regular file")
+    if st.st_uid != os.getuid():
+        raise InvalidInput(f"{path}: the secrets file belongs to uid {st.st_uid}, not to the user running "
+                           f"callfleet (uid {os.getuid()})", hint=f"chown {os.getuid()} {path}")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise InvalidInput(f"{path}: secrets file is readable by group or others (mode {stat.S_IMODE(st.st_mode):o})",
                            hint=f"chmod 600 {path}")
+
+
+def read_secrets_file(path: Path) -> dict[str, SecretStr]:
+    """Parse a `KEY=VALUE` secrets file (comments with #, blank lines allowed), checked first."""
+    check_secrets_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: the secrets file is not UTF-8 text") from None
     secrets: dict[str, SecretStr] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -57,8 +70,11 @@ def resolve_secrets(*, names: Iterable[str], env: Mapping[str, str] | None = Non
     environ = os.environ if env is None else env
     found = {name: SecretStr(environ[name]) for name in sorted(set(names)) if environ.get(name)}
     missing = sorted(set(names) - found.keys())
-    # The file is read only when the environment lacks something: a deployment that
-    # passes every secret in the environment needs no file at all.
+    # A file the config names is checked whenever it exists (a world-readable secrets file
+    # is a leak even when the environment happens to hold every value); it is read only
+    # when the environment lacks something.
+    if secrets_file is not None and (secrets_file.exists() or missing):
+        check_secrets_file(secrets_file)
     if missing and secrets_file is not None:
         from_file = read_secrets_file(secrets_file)
         found.update({name: from_file[name] for name in missing if name in from_file})
@@ -78,6 +94,33 @@ class Redactor:
         for value in self._values:
             text = text.replace(value, REDACTED)
         return text
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs secret values from a record's message and from its traceback: the exception
+    text is formatted here, redacted, and kept as the record's exc_text."""
+
+    _formatter = logging.Formatter()
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redact = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always keeps the record, secrets replaced."""
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):
+            text = str(record.msg)
+        record.msg, record.args = self._redact(text), None
+        if record.exc_info:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:  # formatted here or by an earlier filter that knew other secrets
+            record.exc_text = self._redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
+        return True
 
 
 class WireDumpFilter(logging.Filter):

@@ -21,7 +21,9 @@ from string import Template
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from orchestrator.alerting.config import PsapContent
 from orchestrator.alerting.models import Action, Alert, AlertKind, Figure, Severity
+from orchestrator.alerting.psap import NoticeKind
 
 Language = Literal["fr", "en"]
 FORMS = ("subject", "sms", "email", "chat")
@@ -35,6 +37,7 @@ _KINDS: dict[str, dict[AlertKind, str]] = {
         AlertKind.INCIDENT_OPENED: "Incident ouvert",
         AlertKind.INCIDENT_UPDATED: "Incident mis à jour",
         AlertKind.INCIDENT_RESOLVED: "Incident résolu",
+        AlertKind.PSAP_NOTICE: "Avis aux centres de traitement des appels d'urgence",
         AlertKind.TEST: "Test d'alerte, aucune action requise",
     },
     "en": {
@@ -45,6 +48,7 @@ _KINDS: dict[str, dict[AlertKind, str]] = {
         AlertKind.INCIDENT_OPENED: "Incident opened",
         AlertKind.INCIDENT_UPDATED: "Incident updated",
         AlertKind.INCIDENT_RESOLVED: "Incident resolved",
+        AlertKind.PSAP_NOTICE: "Notice to the emergency answering points",
         AlertKind.TEST: "Alert test, no action needed",
     },
 }
@@ -153,6 +157,83 @@ _BUILTIN: dict[str, dict[str, str]] = {
 }
 
 
+# PSAP notices: what a regulator expects (FCC 47 CFR 4.9(h): provider, what is affected, the
+# area, when it started, the expected return to service, a contact), in the PSAP's language.
+_NOTICES: dict[str, dict[NoticeKind, str]] = {
+    "fr": {NoticeKind.INITIAL: "Avis initial de panne", NoticeKind.FOLLOW_UP: "Avis de suivi de panne",
+           NoticeKind.CLOSING: "Avis de fin de panne"},
+    "en": {NoticeKind.INITIAL: "Initial outage notice", NoticeKind.FOLLOW_UP: "Follow-up outage notice",
+           NoticeKind.CLOSING: "Outage ended notice"},
+}
+
+_PSAP_WORDS: dict[str, dict[str, str]] = {
+    "fr": {"no_provider": "opérateur non renseigné (psap.provider absent de la configuration d'alerte)",
+           "no_contact": "aucun contact configuré (psap.contact absent de la configuration d'alerte)",
+           "no_area": "zone desservie par {site} non renseignée (psap.areas absent de la configuration d'alerte)",
+           "no_subst": "aucun numéro de substitution configuré",
+           "unknown_rts": "pas encore connu ; prochain avis au plus tard le {next}",
+           "unknown_rts_final": "pas encore connu", "restored": "service rétabli le {ended} (durée {minutes} min)",
+           "late": " (EN RETARD : échéance {due})", "so_far": "{minutes} min à ce jour",
+           "none_next": "aucun (avis final)", "at_end": "à la fin de la panne", "whole": "toute la zone desservie"},
+    "en": {"no_provider": "provider not set (no psap.provider in the alerting config)",
+           "no_contact": "no contact configured (no psap.contact in the alerting config)",
+           "no_area": "area served by {site} not set (no psap.areas in the alerting config)",
+           "no_subst": "no substitute numbers configured",
+           "unknown_rts": "not yet known; next notice by {next}",
+           "unknown_rts_final": "not yet known", "restored": "service restored at {ended} (lasted {minutes} min)",
+           "late": " (LATE: due by {due})", "so_far": "{minutes} min so far",
+           "none_next": "none (final notice)", "at_end": "when the outage ends", "whole": "the whole served area"},
+}
+
+_PSAP_BUILTIN: dict[str, dict[str, str]] = {
+    "fr": {
+        "subject": "[$severity] $provider : $notice - $failing",
+        "sms": "[$severity] $provider : $notice. $failing ($area) depuis $since_short. "
+               "Fin prévue : $return_to_service. Numéros de substitution : $substitutes. Contact : $contact. "
+               "Réf. $incident_id",
+        "chat": "[$severity] $notice$late\nOpérateur : $provider\nCe qui est touché : $failing\nZone : $area\n"
+                "Depuis : $since ($duration)\nRetour prévu du service : $return_to_service\n"
+                "Numéros de substitution : $substitutes\nContact : $contact",
+        "email": "$notice$late\n\n"
+                 "Opérateur : $provider\n"
+                 "Ce qui est touché : $failing\n"
+                 "Numéros d'urgence touchés : $numbers\n"
+                 "Zone touchée : $area\n"
+                 "Début : $since ($duration)\n"
+                 "Constaté le : $discovered\n"
+                 "Retour prévu du service : $return_to_service\n"
+                 "Numéros de substitution pour le public : $substitutes\n"
+                 "Mesures prises : $actions\n"
+                 "Contact : $contact\n"
+                 "Prochain avis : $next_update\n\n"
+                 "Incident : $incident_id\n"
+                 "Émis par callfleet le $raised_at\n",
+    },
+    "en": {
+        "subject": "[$severity] $provider: $notice - $failing",
+        "sms": "[$severity] $provider: $notice. $failing ($area) since $since_short. Return to service: "
+               "$return_to_service. Substitute numbers: $substitutes. Contact: $contact. Ref $incident_id",
+        "chat": "[$severity] $notice$late\nProvider: $provider\nWhat is affected: $failing\nArea: $area\n"
+                "Since: $since ($duration)\nExpected return to service: $return_to_service\n"
+                "Substitute numbers: $substitutes\nContact: $contact",
+        "email": "$notice$late\n\n"
+                 "Provider: $provider\n"
+                 "What is affected: $failing\n"
+                 "Emergency numbers affected: $numbers\n"
+                 "Area affected: $area\n"
+                 "Started: $since ($duration)\n"
+                 "Discovered: $discovered\n"
+                 "Expected return to service: $return_to_service\n"
+                 "Substitute numbers for the public: $substitutes\n"
+                 "What was done: $actions\n"
+                 "Contact: $contact\n"
+                 "Next notice: $next_update\n\n"
+                 "Incident: $incident_id\n"
+                 "Sent by callfleet at $raised_at\n",
+    },
+}
+
+
 @dataclass(frozen=True)
 class Message:
     """One alert rendered for one audience: every form, plus the facts for cards."""
@@ -231,19 +312,63 @@ def _variables(alert: Alert, lang: str, tz: ZoneInfo) -> dict[str, str]:
     }
 
 
-def _template(lang: str, form: str, override_dir: Path | None) -> Template:
+def _psap_variables(alert: Alert, lang: str, tz: ZoneInfo, content: PsapContent) -> dict[str, str]:
+    """The PSAP notice's own phrases; what the config does not say is said to be missing."""
+    assert alert.psap is not None
+    p, pw = alert.psap, _PSAP_WORDS[lang]
+    areas = [content.areas.get(s) or pw["no_area"].format(site=s) for s in alert.failing.sites]
+    minutes = max(0, int(((p.ended_at or alert.raised_at) - alert.since).total_seconds() // 60))
+    if p.notice is NoticeKind.CLOSING and p.ended_at is not None:
+        rts = pw["restored"].format(ended=_when(p.ended_at, tz, short=False), minutes=minutes)
+    elif p.next_update_by is not None:
+        rts = pw["unknown_rts"].format(next=_when(p.next_update_by, tz, short=False))
+    else:
+        rts = pw["unknown_rts_final"]  # a follow-up: the closing notice comes at the end
+    subs = ", ".join(format_number(n) for n in alert.substitute_numbers)
+    return {
+        "notice": _NOTICES[lang][p.notice],
+        "provider": content.provider or pw["no_provider"],
+        "contact": content.contact or pw["no_contact"],
+        "area": "; ".join(areas) or pw["whole"],
+        "discovered": _when(p.discovered_at, tz, short=False),
+        "duration": pw["so_far"].format(minutes=minutes) if p.notice is not NoticeKind.CLOSING
+        else f"{minutes} {_WORDS[lang]['min']}",
+        "return_to_service": rts,
+        "substitutes": subs or pw["no_subst"],
+        "next_update": _when(p.next_update_by, tz, short=False) if p.next_update_by
+        else pw["none_next"] if p.notice is NoticeKind.CLOSING else pw["at_end"],
+        "late": pw["late"].format(due=_when(p.due_by, tz, short=False)) if p.late else "",
+    }
+
+
+def _template(lang: str, form: str, override_dir: Path | None, *, psap: bool = False) -> Template:
     if override_dir is not None:
-        path = override_dir / f"{lang}.{form}.tmpl"
+        path = override_dir / f"{lang}.{'psap.' if psap else ''}{form}.tmpl"
         if path.is_file():
             return Template(path.read_text(encoding="utf-8"))
-    return Template(_BUILTIN[lang][form])
+    return Template((_PSAP_BUILTIN if psap else _BUILTIN)[lang][form])
 
 
-def render(*, alert: Alert, language: Language, timezone: str = "UTC", override_dir: Path | None = None) -> Message:
-    """Render an alert for one audience (language and time zone)."""
+def render(*, alert: Alert, language: Language, timezone: str = "UTC", override_dir: Path | None = None,
+           psap: PsapContent | None = None) -> Message:
+    """Render an alert for one audience (language and time zone). A PSAP notice takes its
+    provider, contact and areas from `psap` (the alerting config's section)."""
     tz = ZoneInfo(timezone)
     values = _variables(alert, language, tz)
     w = _WORDS[language]
+    if alert.psap is not None:
+        values.update(_psap_variables(alert, language, tz, psap or PsapContent()))
+        forms = {f: _template(language, f, override_dir, psap=True).safe_substitute(values) for f in FORMS}
+        facts = [(w["failing"], values["failing"]), ("provider" if language == "en" else "opérateur",
+                                                      values["provider"]),
+                 ("area" if language == "en" else "zone", values["area"]),
+                 (w["since"], f"{values['since']} ({values['duration']})"),
+                 ("return to service" if language == "en" else "retour du service", values["return_to_service"]),
+                 (w["substitutes"], values["substitutes"]), ("contact", values["contact"]),
+                 (w["incident"], alert.incident_id)]
+        return Message(language=language, severity=alert.severity, title=f"[{values['severity']}] {values['notice']}",
+                       subject=forms["subject"].replace("\n", " "), sms=forms["sms"], email=forms["email"],
+                       chat=forms["chat"], facts=tuple(facts))
     forms = {f: _template(language, f, override_dir).safe_substitute(values) for f in FORMS}
     facts = [(w["failing"], values["failing"]), (w["since"], f"{values['since']} ({values['elapsed']})"),
              (w["where"], values["sites"]), (w["release"], values["release"]), (w["done"], values["actions"])]

@@ -2,8 +2,13 @@
 
 ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False unless told otherwise, and writes
 env/envvars only when absent (a stale file then beats `envvars=`): this adapter
-always forces host-key checking on and suppresses env files. Events are consumed as
-typed objects (event_handler), never scraped from stdout.
+always forces host-key checking on, puts the estate's trust options first on every
+ssh command line (`SshTrust`: its known_hosts, strict checking, no ssh config file)
+and suppresses env files. ansible-runner takes a relative inventory string for
+inventory *text* (one host named after the path, every play a successful no-op), so
+the path is resolved here, and a run that did not act on exactly the hosts the caller
+expected is an error, never a success. Events are consumed as typed objects
+(event_handler), never scraped from stdout.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator import procs
+from orchestrator.errors import InvalidInput
+from orchestrator.estate.ssh import SshTrust
 
 HostStatus = Literal["ok", "changed", "failed", "unreachable", "skipped"]
 
@@ -69,10 +76,12 @@ _EVENT_STATUS: dict[str, HostStatus] = {
 }
 
 
-def safe_envvars(control_dir: Path) -> dict[str, str]:
+def safe_envvars(control_dir: Path, trust: SshTrust) -> dict[str, str]:
     """Environment every run gets: host keys checked, UTF-8, short ControlPath, pipelining."""
     return {
         "ANSIBLE_HOST_KEY_CHECKING": "True",
+        # Ansible's default ssh_args minus -C (compression only costs CPU on a local network).
+        "ANSIBLE_SSH_ARGS": f"{trust.openssh_args()} -o ControlMaster=auto -o ControlPersist=60s",
         "LC_ALL": "C.UTF-8",
         "LANG": "C.UTF-8",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
@@ -99,19 +108,44 @@ def _message(res: dict[str, Any]) -> str:
     return lines[0][:500] if lines else ""
 
 
-def run(*, inventory: Path, playbook: Path | None = None, module: str | None = None,
+def _inventory_file(inventory: Path) -> Path:
+    path = Path(inventory).absolute()
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such inventory")
+    return path
+
+
+def _check_hosts(result: RunResult, expected: frozenset[str], inventory: Path) -> None:
+    """A run acted on exactly the expected hosts, or it is invalid input (exit 2)."""
+    seen = set(result.hosts)
+    extra = sorted(seen - expected)
+    if extra:
+        raise InvalidInput(f"{inventory}: Ansible acted on hosts the estate does not name for this step: "
+                           f"{', '.join(extra)}")
+    missing = sorted(expected - seen)
+    if missing and (result.succeeded or not seen):
+        raise InvalidInput(f"{inventory}: the inventory matched no play for {', '.join(missing)}: "
+                           "nothing was done on them",
+                           hint="check that the inventory lists these hosts under their site group")
+
+
+def run(*, inventory: Path, trust: SshTrust, playbook: Path | None = None, module: str | None = None,
         module_args: str = "", host_pattern: str = "all", limit: str | None = None,
         extra_vars: dict[str, Any] | None = None, check: bool = False,
         on_event: Callable[[TaskEvent], None] | None = None,
-        cancel: threading.Event | None = None, private_dir: Path | None = None) -> RunResult:
-    """Run a playbook or a single module through ansible-runner's Python API."""
+        cancel: threading.Event | None = None, private_dir: Path | None = None,
+        expect_hosts: frozenset[str] | None = None) -> RunResult:
+    """Run a playbook or a single module through ansible-runner's Python API.
+
+    `expect_hosts`: the hosts the estate says this run must act on; any other outcome
+    raises InvalidInput (an empty match is the classic silent no-op)."""
     import ansible_runner
 
+    inventory = _inventory_file(inventory)
     procs.ensure_venv_bin_on_path()
     private = private_dir or Path(tempfile.mkdtemp(prefix="callfleet-ansible-"))
     private.mkdir(parents=True, exist_ok=True)
-    control_dir = Path(tempfile.gettempdir()) / "cf-cp"
-    control_dir.mkdir(exist_ok=True)
+    control_dir = trust.control_dir()
     hosts: dict[str, HostResult] = {}
 
     def handler(event: dict[str, Any]) -> bool:
@@ -134,7 +168,7 @@ def run(*, inventory: Path, playbook: Path | None = None, module: str | None = N
 
     cmdline = "--check --diff" if check else None
     kwargs: dict[str, Any] = dict(
-        private_data_dir=str(private), inventory=str(inventory), envvars=safe_envvars(control_dir),
+        private_data_dir=str(private), inventory=str(inventory), envvars=safe_envvars(control_dir, trust),
         suppress_env_files=True, rotate_artifacts=5, quiet=True, event_handler=handler,
         cancel_callback=cancel.is_set if cancel is not None else None,
         extravars=extra_vars or {}, limit=limit, cmdline=cmdline,
@@ -144,5 +178,8 @@ def run(*, inventory: Path, playbook: Path | None = None, module: str | None = N
     else:
         r = ansible_runner.run(module=module, module_args=module_args, host_pattern=host_pattern,
                                **kwargs)
-    return RunResult(status=str(r.status), rc=int(r.rc if r.rc is not None else -1), hosts=hosts,
-                     canceled=r.status == "canceled")
+    result = RunResult(status=str(r.status), rc=int(r.rc if r.rc is not None else -1), hosts=hosts,
+                       canceled=r.status == "canceled")
+    if expect_hosts is not None and not result.canceled:
+        _check_hosts(result, expect_hosts, inventory)
+    return result

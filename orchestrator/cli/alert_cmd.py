@@ -1,4 +1,5 @@
-"""`callfleet alert test` and `callfleet incidents`: try a channel, list what was sent."""
+"""`callfleet alert test` and `callfleet incidents [show INCIDENT]`: try a channel, list what was
+sent, show one incident with its PSAP notification clock."""
 
 from __future__ import annotations
 
@@ -22,8 +23,17 @@ from orchestrator.alerting import (
     store_path,
 )
 from orchestrator.alerting.config import default_store_path
+from orchestrator.alerting.psap import NoticeKind, PsapClock
 from orchestrator.alerting.store import Incident
-from orchestrator.cli.common import JsonOpt, console, emit_json, handle_errors
+from orchestrator.cli.common import JsonOpt, console, emit_json, err_console, handle_errors
+from orchestrator.cli.documents import (
+    AlertTest,
+    DeliveryOutcome,
+    IncidentList,
+    IncidentShow,
+    PsapClockView,
+    PsapNoticeView,
+)
 from orchestrator.errors import InvalidInput, RemoteError
 
 app = typer.Typer(help="Alerting: send a test notification through a channel.", no_args_is_help=True)
@@ -73,11 +83,11 @@ def alert_test(
         store.close()
     ok = finished and len(outcomes) == len(routes) and all(o.state in _OK for o in outcomes)
     if json_out:
-        emit_json({"ok": ok, "channel": channel, "dedupe_key": alert.dedupe_key, "finished": finished,
-                   "store": str(store.path),
-                   "deliveries": [{"audience": o.audience, "channel": o.channel, "state": o.state.value,
-                                   "attempts": o.attempts, "elapsed_s": round(o.elapsed_s, 3), "error": o.error}
-                                  for o in outcomes]})
+        emit_json(AlertTest(ok=ok, channel=channel, dedupe_key=alert.dedupe_key, finished=finished,
+                            store=str(store.path),
+                            deliveries=[DeliveryOutcome(audience=o.audience, channel=o.channel, state=o.state,
+                                                        attempts=o.attempts, elapsed_s=round(o.elapsed_s, 3),
+                                                        error=o.error) for o in outcomes]))
     else:
         for o in outcomes:
             colour = "green" if o.state in _OK else "bold red"
@@ -98,30 +108,53 @@ def _incident_rows(incident: Incident) -> list[tuple[str, ...]]:
     return rows
 
 
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="Alert store (default: the config's `store`).",
+                                              show_default=False)]
+
+incidents_app = typer.Typer(help="Incidents and their notifications (the alert store).", invoke_without_command=True)
+
+
+def _store_for(config: Path | None, store: Path | None) -> Path:
+    if store is not None:
+        return store
+    path = config or default_config_path()
+    # Reading needs no secret, so they need not be set; without a config file (and
+    # none asked for) the default store is read.
+    return store_path(load_config(path, with_secrets=False)) if config or path.exists() else default_store_path()
+
+
+@incidents_app.callback()
 @handle_errors
 def incidents(
+    ctx: typer.Context,
     config: ConfigOpt = None,
-    store: Annotated[Path | None, typer.Option("--store", help="Alert store (default: the config's `store`).",
-                                               show_default=False)] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Most recent incidents to list.")] = 50,
+    store: StoreOpt = None,
+    last: Annotated[int, typer.Option("--last", min=1, help="Most recent incidents to list.")] = 50,
+    old_limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, hidden=True,
+        help="Deprecated spelling of --last (--limit means SITE[,SITE] elsewhere).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List incidents, newest first, with every notification and its state
-    (queued, sent, acknowledged, failed, suppressed). Exit 0, or 2 for a bad config or store."""
-    if store is None:
-        path = config or default_config_path()
-        # Listing needs no secret, so they need not be set; without a config file (and
-        # none asked for) the default store is read.
-        store = store_path(load_config(path, with_secrets=False)) if config or path.exists() else default_store_path()
+    (queued, sent, acknowledged, failed, suppressed). Exit 0, or 2 for a bad config or store.
+
+    `incidents show INCIDENT` shows one, with its PSAP notification clock."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if old_limit is not None:
+        err_console.print("[yellow]note:[/] `incidents --limit N` is deprecated: write `--last N` "
+                          "(`--limit` names sites on the commands that act on several)", soft_wrap=True)
+        last = old_limit
+    store = _store_for(config, store)
     found: list[Incident] = []
     if store.exists():
         db = AlertStore(path=store)
         try:
-            found = db.incidents(limit=limit)
+            found = db.incidents(limit=last)
         finally:
             db.close()
     if json_out:
-        emit_json({"store": str(store), "incidents": [i.model_dump(mode="json") for i in found]})
+        emit_json(IncidentList(store=str(store), incidents=found))
         return
     if not found:
         console.print(f"no incidents recorded in {store}")
@@ -130,9 +163,85 @@ def incidents(
         status = "[green]resolved[/]" if inc.resolved else "[bold red]open[/]"
         console.print(f"[bold]{inc.incident_id}[/] {status}  {inc.severity}  last: {inc.last_kind}  "
                       f"alerts: {inc.alerts}  first {inc.first_raised:%Y-%m-%d %H:%M:%S} UTC", soft_wrap=True)
-        table = Table(show_edge=False, box=None, padding=(0, 2))
-        for col in ("audience", "channel", "state", "tries", "updated (UTC)", "error"):
-            table.add_column(col)
-        for row in _incident_rows(inc):
-            table.add_row(*row)
-        console.print(table)
+        console.print(_deliveries_table(inc))
+
+
+def _deliveries_table(incident: Incident) -> Table:
+    """Every notification of an incident: audience, channel, state, tries, when, error."""
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("audience", "channel", "state", "tries", "updated (UTC)", "error"):
+        table.add_column(col)
+    for row in _incident_rows(incident):
+        table.add_row(*row)
+    return table
+
+
+def clock_view(clock: PsapClock, incident: Incident) -> PsapClockView:
+    """The clock with each notice's deliveries (to the psaps audience, by the notice's key)."""
+    notices = []
+    for kind in NoticeKind:
+        due, sent = clock.due_at(kind), clock.sent_at(kind)
+        key = f"{clock.incident_id}:psap:{kind.value}"
+        notices.append(PsapNoticeView(
+            notice=kind, due_at=due, sent_at=sent,
+            on_time=None if sent is None or due is None or kind is NoticeKind.CLOSING else sent <= due,
+            deliveries=[n for n in incident.notifications if n.dedupe_key == key]))
+    return PsapClockView(site=clock.site, numbers=list(clock.numbers), started_at=clock.started_at,
+                         opened_at=clock.discovered_at, closed_at=clock.closed_at, notices=notices)
+
+
+def _at(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+@incidents_app.command("show")
+@handle_errors
+def incidents_show(
+    incident_id: Annotated[str, typer.Argument(metavar="INCIDENT", help="The incident's id (see `incidents`).")],
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one incident: its notifications and, when it affected emergency routing, its PSAP
+    notification clock (opened; initial notice due/sent; follow-up due/sent; closed; closing
+    notice sent). Exit 0, or 2 for a bad config or store or an unknown incident."""
+    path = _store_for(config, store)
+    found: Incident | None = None
+    clock: PsapClock | None = None
+    if path.exists():
+        db = AlertStore(path=path)
+        try:
+            found = db.incident(incident_id)
+            clock = db.psap_clock(incident_id)
+        finally:
+            db.close()
+    if found is None:
+        raise InvalidInput(f"no incident {incident_id!r} in {path}", hint="`callfleet incidents` lists them")
+    view = clock_view(clock, found) if clock is not None else None
+    if json_out:
+        emit_json(IncidentShow(store=str(path), incident=found, psap_clock=view))
+        return
+    status = "[green]resolved[/]" if found.resolved else "[bold red]open[/]"
+    console.print(f"[bold]{found.incident_id}[/] {status}  {found.severity}  last: {found.last_kind}  "
+                  f"alerts: {found.alerts}  first {found.first_raised:%Y-%m-%d %H:%M:%S} UTC", soft_wrap=True)
+    if view is None:
+        console.print("PSAP clock: none (the incident did not affect emergency routing, or no psaps audience)")
+    else:
+        console.print(f"PSAP clock ({view.site or 'estate'}: {', '.join(view.numbers) or '-'})", soft_wrap=True)
+        clock_table = Table(show_edge=False, box=None, padding=(0, 2))
+        for col in ("", "due", "sent", "", "deliveries"):
+            clock_table.add_column(col)
+        clock_table.add_row("started", _at(view.started_at), "", "", "")
+        clock_table.add_row("opened", _at(view.opened_at), "", "", "")
+        names = {NoticeKind.INITIAL: "initial notice", NoticeKind.FOLLOW_UP: "follow-up",
+                 NoticeKind.CLOSING: "closing notice"}
+        for n in view.notices:
+            verdict = "" if n.on_time is None else "[green]on time[/]" if n.on_time else "[bold red]late[/]"
+            due = _at(n.due_at) if n.due_at is not None else "at resolution"
+            if n.notice is NoticeKind.FOLLOW_UP and n.sent_at is None and view.closed_at is not None:
+                due += " (not owed: closed before)"
+            clock_table.add_row(names[n.notice], due, _at(n.sent_at), verdict,
+                                ", ".join(f"{d.channel} {d.state.value}" for d in n.deliveries) or "-")
+        clock_table.add_row("closed", _at(view.closed_at), "", "", "")
+        console.print(clock_table)
+    console.print(_deliveries_table(found))

@@ -15,6 +15,7 @@ from orchestrator.cli.common import (
     emit_json,
     handle_errors,
 )
+from orchestrator.cli.documents import EstateValidation
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
 
@@ -33,10 +34,9 @@ def validate(inventory: InventoryOpt = None, json_out: JsonOpt = False) -> None:
     """Check an inventory; one line naming the file and key on error (exit 2)."""
     path = inventory or default_inventory()
     estate = load_inventory(path)
-    summary = {"inventory": str(path), "valid": True, "estate": estate.name,
-               "sites": len(estate.sites), "hosts": len(estate.hosts)}
     if json_out:
-        emit_json(summary)
+        emit_json(EstateValidation(inventory=str(path), valid=True, estate=estate.name, sites=len(estate.sites),
+                                   hosts=len(estate.hosts)))
     else:
         console.print(f"{path}: valid: estate {estate.name}, {len(estate.sites)} sites, "
                       f"{len(estate.hosts)} hosts")

@@ -18,6 +18,7 @@ from orchestrator.cli import (
     probe_cmd,
     provision_cmd,
     release_cmd,
+    report_cmd,
     rollout_cmd,
     site_cmd,
     watch_cmd,
@@ -27,16 +28,22 @@ HELP = """\
 callfleet upgrades an emergency-call estate one site at a time, canary first,
 gating every step on synthetic emergency calls.
 
-Start with the lab (a six-site estate of real Kamailio call servers on loopback):
+Start with the lab (a six-site estate of real Kamailio call servers):
+`callfleet lab up && callfleet lab status && callfleet probe --all`
 
-  callfleet lab up && callfleet lab status && callfleet probe --all
+Every command takes `--json` for pipelines: one JSON document on stdout, errors
+included (`{"error": {...}, "exit_code": N}`), each with a `schema_version`.
 
-Exit codes: 0 ok, 1 internal error, 2 invalid input, 3 tool missing,
-4 remote operation failed, 5 health check failed, 6 rolled back after a failed
-change, 7 rollback failed (site left drained), 8 gate inconclusive.
+Exit codes: **0** ok, **1** internal error (a bug), **2** invalid input (inventory,
+policy, release, arguments), **3** a required tool is missing, **4** a remote operation
+failed or a rollout halted before touching anything, **5** a health check or gate
+failed, **6** a change failed and the site was rolled back (traffic restored),
+**7** a rollback failed (the site stays drained), **8** a gate was inconclusive,
+**9** another rollout holds the lock, **10** a rollout is waiting (bake, approval,
+freeze): `rollout advance` later.
 """
 
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich",
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="markdown",
                   context_settings={"help_option_names": ["-h", "--help"]},
                   pretty_exceptions_enable=False)
 app.add_typer(estate_cmd.app, name="estate")
@@ -52,8 +59,9 @@ app.command("watch")(watch_cmd.watch)
 app.command("plan")(plan_cmd.plan)
 app.command("upgrade")(rollout_cmd.upgrade)
 app.add_typer(rollout_cmd.app, name="rollout")
+app.add_typer(report_cmd.app, name="report")
 app.add_typer(alert_cmd.app, name="alert")
-app.command("incidents")(alert_cmd.incidents)
+app.add_typer(alert_cmd.incidents_app, name="incidents")
 
 
 def _version(value: bool) -> None:

@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import InventoryOpt, JsonOpt, console, emit_json, handle_errors
+from orchestrator.cli.common import InventoryOpt, JsonOpt, LimitOpt, console, emit_json, handle_errors
 from orchestrator.cli.estate_cmd import load
 from orchestrator.errors import RemoteError
+from orchestrator.estate.limit import parse_limit
 from orchestrator.policy.load import load_policy
 from orchestrator.policy.rollout import RolloutPolicy
 from orchestrator.rollout.plan import Plan, active_freeze, build_plan
@@ -48,7 +49,10 @@ def print_plan(plan: Plan, policy: RolloutPolicy, *, now: datetime) -> None:
         console.print(f"nothing to do: every site of {plan.estate} already runs {plan.target}")
     if plan.skipped:
         console.print(f"already on {plan.target} (skipped): {', '.join(plan.skipped)}")
-    console.print(f"version-diversity reserve: {', '.join(plan.reserve) or 'none'}")
+    if plan.limit is not None:
+        console.print(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}")
+    held = "the sites left as they are" if plan.unlimited else "none"
+    console.print(f"version-diversity reserve: {', '.join(plan.reserve) or held}")
     freeze = active_freeze(policy, now)
     if freeze is not None:
         console.print(f"[yellow]note:[/] a freeze window is in force now ({freeze.describe()}): "
@@ -56,23 +60,35 @@ def print_plan(plan: Plan, policy: RolloutPolicy, *, now: datetime) -> None:
     console.print(f"digest: {plan.digest}")
 
 
+DETAILED_CHANGES = 2  # --detailed-exitcode: the plan would change sites (Terraform's convention)
+
+
 @handle_errors
 def plan(
     to: Annotated[str, typer.Option("--to", help="Release version to roll out.")],
     policy: Annotated[Path | None, typer.Option(help="Rollout policy YAML (default: policies/default.yml).")] = None,
     inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
     json_out: JsonOpt = False,
     observed: Annotated[bool, typer.Option(
         "--observed/--declared",
         help="Plan from the release each host really runs (read over SSH, as `upgrade` does) or from the "
              "inventory alone (no network).")] = True,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode",
+        help="Exit 0 when no site would change, 2 when some would (as Terraform's plan); an error keeps its "
+             "own code, and with --json its document has `error` where a plan has `waves`.")] = False,
 ) -> None:
     """Print the ordered rollout plan: canary first, one site per wave with its traffic steps,
     bake and approval, the version-diversity reserve last, and the plan's digest (pass it to
     `upgrade --expect-digest`). Refuses, with the rule it breaks, a policy or request that would
-    change two sites at once, skip the canary or leave no known-good reserve (exit 2)."""
+    change two sites at once, skip the canary or leave no known-good reserve (exit 2).
+
+    With --limit only those sites are planned; the plan records the limit and the sites it
+    leaves as they are, and `upgrade --limit` with the same sites executes it."""
     pol = load_policy(policy)
     estate = load(inventory)
+    sites = parse_limit(estate, limit)
     if observed:
         # Imported here: it brings in the SSH stack, which --declared never needs.
         from orchestrator.rollout.facts import observe
@@ -82,8 +98,10 @@ def plan(
         except RemoteError as exc:
             raise RemoteError(exc.message, hint="`callfleet plan --declared` plans from the inventory alone; "
                               "`upgrade` will still need every host") from None
-    result = build_plan(estate=estate, policy=pol, target=to)
+    result = build_plan(estate=estate, policy=pol, target=to, limit=sites)
     if json_out:
         emit_json(result)
     else:
         print_plan(result, pol, now=datetime.now(UTC))
+    if detailed_exitcode and result.waves:
+        raise typer.Exit(DETAILED_CHANGES)

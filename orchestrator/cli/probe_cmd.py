@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.common import InventoryOpt, JsonOpt, console, emit_json, handle_errors
+from orchestrator.cli.documents import ProbeDocument
 from orchestrator.cli.estate_cmd import load
 from orchestrator.errors import InvalidInput
 from orchestrator.probe.runner import ProbeReport, probe_site
@@ -44,7 +45,7 @@ def probe(
     site: Annotated[list[str] | None, typer.Option("--site", "-s", help="Site to probe (repeatable).")] = None,
     all_sites: Annotated[bool, typer.Option("--all", help="Probe every site.")] = False,
     host: Annotated[str | None, typer.Option(help="Only this host of the site.")] = None,
-    number: Annotated[list[str] | None, typer.Option("--number", "-n",
+    number: Annotated[list[str] | None, typer.Option("--number",
                                                      help="Only this emergency number (repeatable).")] = None,
     calls: Annotated[int, typer.Option(help="Calls per number per site (split over its hosts).")] = 100,
     rate: Annotated[float, typer.Option(help="Calls per second per number per site.")] = 50.0,
@@ -73,8 +74,7 @@ def probe(
         reports.append(probe_site(estate=estate, site=s, host=host, numbers=number, calls=calls, rate=rate))
     healthy = all(n.ser is not None and n.ser >= min_ser for r in reports for n in r.numbers)
     if json_out:
-        emit_json({"healthy": healthy, "min_ser": min_ser,
-                   "sites": [r.model_dump(mode="json") for r in reports]})
+        emit_json(ProbeDocument(healthy=healthy, min_ser=min_ser, sites=reports))
     else:
         print_reports(reports)
     if not healthy:

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.common import JsonOpt, console, emit_json, handle_errors
+from orchestrator.cli.documents import ProvisionedInventory, ProvisionOutputs
 from orchestrator.errors import InvalidInput
 from orchestrator.estate.inventory import write_inventory
 from orchestrator.provision.automation import OperationResult, Progress, PulumiAutomation, locate_pulumi
@@ -25,7 +26,7 @@ app = typer.Typer(help="Provision the estate with Pulumi (program, CrossGuard po
                        "Needs the Pulumi CLI: https://www.pulumi.com/docs/install/",
                   no_args_is_help=True)
 
-StackOpt = Annotated[str, typer.Option("--stack", "-s", help="The Pulumi stack (e.g. lab, prod).",
+StackOpt = Annotated[str, typer.Option("--stack", help="The Pulumi stack (e.g. lab, prod).",
                                        show_default=False)]
 _STACK_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 _SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "+-", "create-replacement": "++",
@@ -114,7 +115,7 @@ def outputs(stack: StackOpt, json_out: JsonOpt = False) -> None:
     engine, _ = _engine(stack)
     values = engine.outputs(stack=stack)
     if json_out:
-        emit_json({"stack": stack, "outputs": values})
+        emit_json(ProvisionOutputs(stack=stack, outputs=dict(values)))
         return
     table = Table(title=f"outputs of stack {stack}")
     table.add_column("output")
@@ -129,7 +130,7 @@ def outputs(stack: StackOpt, json_out: JsonOpt = False) -> None:
 def inventory(
     stack: StackOpt,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the inventory "
-                                             "(default: inventory/<stack>.yml in the project).",
+                                             "(default: `inventory/<stack>.yml` in the project).",
                                              show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -139,10 +140,9 @@ def inventory(
     path = out or project / "inventory" / f"{stack.rsplit('/', 1)[-1]}.yml"
     write_inventory(estate, path, header=f"# written by `callfleet provision inventory --stack {stack}` "
                                          f"from its `{ESTATE_OUTPUT}` output\n")
-    summary = {"stack": stack, "inventory": str(path), "estate": estate.name,
-               "sites": len(estate.sites), "hosts": len(estate.hosts)}
     if json_out:
-        emit_json(summary)
+        emit_json(ProvisionedInventory(stack=stack, inventory=str(path), estate=estate.name,
+                                       sites=len(estate.sites), hosts=len(estate.hosts)))
     else:
         console.print(f"{path}: estate {estate.name}, {len(estate.sites)} sites, {len(estate.hosts)} hosts "
                       f"(from stack {stack})")

@@ -11,37 +11,48 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import InventoryOpt, JsonOpt, console, default_inventory, emit_json, handle_errors
+from orchestrator.cli.common import (
+    InventoryOpt,
+    JsonOpt,
+    LimitOpt,
+    console,
+    default_inventory,
+    emit_json,
+    handle_errors,
+)
+from orchestrator.cli.documents import Approval, OutcomeDocument, RunEvents, RunList, RunStatusDocument
 from orchestrator.errors import InvalidInput
 from orchestrator.estate.inventory import load_inventory
+from orchestrator.estate.limit import parse_limit
 from orchestrator.policy.load import DEFAULT_POLICY, load_policy
 from orchestrator.release.store import default_store, find_bundle
 from orchestrator.rollout.executor import Executor, Outcome, Ports
 from orchestrator.rollout.facts import observe
-from orchestrator.rollout.journal import Journal, Run
+from orchestrator.rollout.journal import Journal, Run, resolve_run
 from orchestrator.rollout.machine import TERMINAL
 from orchestrator.rollout.plan import Plan, build_plan
 from orchestrator.site.ops import SiteOps
-from orchestrator.traffic.steering import KamailioDispatcher
+from orchestrator.traffic.steering import dispatcher_for
 
 app = typer.Typer(help="Drive rollouts: status, history, resume after a crash, abort, approvals, and "
                        "`advance` for scheduled CI jobs (one bounded step, exit 10 while waiting).",
                   no_args_is_help=True)
 
-JournalOpt = Annotated[Path | None, typer.Option("--journal", help="Rollout journal (SQLite). Default: "
-                                                 "$CALLFLEET_JOURNAL, else .callfleet/journal.sqlite beside the "
-                                                 "inventory.")]
+JournalOpt = Annotated[str | None, typer.Option("--journal", help="Rollout journal: a SQLite file (or "
+                                                "sqlite:///FILE), or postgresql://USER@HOST/DB shared by CI "
+                                                "runners. Default: $CALLFLEET_JOURNAL, else "
+                                                ".callfleet/journal.sqlite beside the inventory.")]
 EXIT_HELP = ("Exit codes: 0 completed (or aborted on request), 4 halted before touching anything, 6 halted "
              "after a failed gate (site rolled back, traffic restored), 7 rollback failed (site left drained), "
              "8 halted on an inconclusive gate, 9 another rollout holds the lock, 10 waiting (bake, approval).")
 
 
-def journal_path(inventory: Path, journal: Path | None) -> Path:
-    """Where the journal of this estate lives."""
+def journal_path(inventory: Path, journal: str | None) -> str:
+    """Where the journal of this estate lives (a file, or a store URL)."""
     if journal:
         return journal
     env = os.environ.get("CALLFLEET_JOURNAL")
-    return Path(env) if env else inventory.resolve().parent / ".callfleet" / "journal.sqlite"
+    return env or str(inventory.resolve().parent / ".callfleet" / "journal.sqlite")
 
 
 def _file_digest(path: Path) -> str:
@@ -54,7 +65,7 @@ def _ports(inventory: Path, target: str, store: Path | None, json_out: bool) -> 
     estate = load_inventory(inventory)
     bundle = find_bundle(store or default_store(), target)
     say = None if json_out else (lambda m: console.print(f"[dim]{_now()}[/] {m}"))
-    ops = SiteOps(estate=estate, inventory=inventory, steering=KamailioDispatcher(estate),
+    ops = SiteOps(estate=estate, inventory=inventory, steering=dispatcher_for(estate),
                   on_event=None)
     return Ports(estate=estate, site_ops=ops, bundle=bundle,
                  metrics=provider_for(estate) if estate.metrics_url else None, progress=say)
@@ -79,6 +90,8 @@ def print_plan(plan: Plan) -> None:
     console.print(table)
     if plan.skipped:
         console.print(f"already on {plan.target}: {', '.join(plan.skipped)}")
+    if plan.limit is not None:
+        console.print(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}")
     console.print(f"version-diversity reserve: {', '.join(plan.reserve) or 'none'}; digest {plan.digest[:16]}")
 
 
@@ -86,7 +99,7 @@ def _finish(outcome: Outcome, journal: Journal, json_out: bool, junit: Path | No
     if junit is not None:
         write_junit(journal, outcome.run, junit)
     if json_out:
-        emit_json({**outcome.model_dump(mode="json"), "journal": str(journal.path)})
+        emit_json(OutcomeDocument(**outcome.model_dump(), journal=journal.where))
     else:
         colour = {"completed": "green", "waiting": "yellow", "aborted": "yellow", "halted": "bold red"}[outcome.kind]
         console.print(f"rollout {outcome.run}: [{colour}]{outcome.kind}[/] ({outcome.phase}, wave {outcome.wave}): "
@@ -149,10 +162,11 @@ def upgrade(
                                           "continue with `rollout advance`.")] = False,
     expect_digest: Annotated[str | None, typer.Option(help="Refuse unless the plan has this digest "
                                                       "(from `callfleet plan`).")] = None,
-    store: Annotated[Path | None, typer.Option(help="Release store holding callserver-<V>/.")] = None,
+    store: Annotated[Path | None, typer.Option(help="Release store holding `callserver-<V>/`.")] = None,
     junit: Annotated[Path | None, typer.Option(help="Write the gates as JUnit XML here.")] = None,
     journal: JournalOpt = None,
     inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Roll a release out across the estate: canary first, one site at a time, each drained,
@@ -161,12 +175,17 @@ def upgrade(
 
     Exit codes: 0 completed, 4 halted before touching anything, 6 halted after a failed gate
     (site rolled back), 7 rollback failed, 8 inconclusive gate, 9 another rollout holds the lock,
-    10 waiting (with --no-wait)."""
+    10 waiting (with --no-wait).
+
+    With --limit only those sites change (the same plan as `plan --limit`); the others keep
+    their release and count towards the version-diversity reserve."""
     inv = inventory or default_inventory()
     pol_path = policy or DEFAULT_POLICY
     pol = load_policy(pol_path)
-    estate = observe(load_inventory(inv))
-    plan = build_plan(estate=estate, policy=pol, target=to)
+    declared = load_inventory(inv)
+    sites = parse_limit(declared, limit)  # before any host is contacted
+    estate = observe(declared)
+    plan = build_plan(estate=estate, policy=pol, target=to, limit=sites)
     find_bundle(store or default_store(), to)
     if expect_digest and not plan.digest.startswith(expect_digest):
         raise InvalidInput(f"--expect-digest: the plan now has digest {plan.digest[:16]}, not {expect_digest}; "
@@ -177,28 +196,23 @@ def upgrade(
         if not sys.stdin.isatty():
             raise InvalidInput("refusing to start a rollout without confirmation: pass --yes")
         typer.confirm(f"start rolling {to} out to {len(plan.waves)} site(s)?", abort=True)
-    j = Journal(journal_path(inv, journal))
+    j = Journal(journal_path(inv, journal), create=True)
     run = j.create_run(plan=plan.model_dump(mode="json"), digest=plan.digest, target=to,
                        inventory=str(inv.resolve()), policy=str(pol_path.resolve()))
     j.update_progress(run.id, {"policy_digest": _file_digest(pol_path)})
     if not json_out:
-        console.print(f"rollout {run.id} started; journal {j.path}")
+        console.print(f"rollout {run.id} started; journal {j.where}")
     _drive(j, j.run(run.id), inventory=inv, store=store, wait="return" if no_wait else "sleep", json_out=json_out,
            junit=junit)
 
 
-def _journal(inventory: Path | None, journal: Path | None) -> tuple[Journal, Path]:
+def _journal(inventory: Path | None, journal: str | None, *, read_only: bool = False) -> tuple[Journal, Path]:
+    """An existing journal (never created by a command that only reads or continues a run)."""
     inv = inventory or default_inventory()
-    return Journal(journal_path(inv, journal)), inv
+    return Journal(journal_path(inv, journal), read_only=read_only), inv
 
 
-def _resolve(j: Journal, run_id: str | None) -> Run:
-    if run_id:
-        return j.run(run_id)
-    runs = j.runs(limit=1)
-    if not runs:
-        raise InvalidInput(f"no rollout in {j.path}")
-    return runs[0]
+_resolve = resolve_run  # the run named, else the latest
 
 
 RunArg = Annotated[str | None, typer.Argument(help="Run id (default: the latest run).")]
@@ -207,16 +221,27 @@ RunArg = Annotated[str | None, typer.Argument(help="Run id (default: the latest 
 @app.command()
 @handle_errors
 def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: InventoryOpt = None,
+           html: Annotated[Path | None, typer.Option("--html", help="Also write the run's report (`callfleet "
+                                                     "report`) as one self-contained HTML page here.")] = None,
            json_out: JsonOpt = False) -> None:
-    """Where a run is: phase, wave, plan, outcome, lock."""
-    j, _ = _journal(inventory, journal)
+    """Where a run is: phase, wave, plan, outcome, lock (and, with --html, its full report)."""
+    j, _ = _journal(inventory, journal, read_only=True)
     run = _resolve(j, run_id)
+    report_file = None
+    if html is not None:
+        from orchestrator.report.sources import load_report
+        from orchestrator.report.write import write_html
+
+        report_file = write_html(load_report(j.where, run.id), html, source=j.where)
     if json_out:
-        emit_json({**run.model_dump(mode="json"), "lock_holder": j.lock_holder()})
+        emit_json(RunStatusDocument(**run.model_dump(), lock_holder=j.lock_holder(),
+                                    report_html=str(report_file) if report_file else None))
         return
     plan = Plan.model_validate(run.plan)
     console.print(f"rollout {run.id} to {run.target} by {run.actor}: [bold]{run.phase}[/] at wave {run.wave}"
                   + (f" - {run.outcome}" if run.outcome else ""))
+    if plan.limit is not None:
+        console.print(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}")
     done = set(run.progress.get("done_waves", []))
     table = Table()
     for col in ("wave", "site", "role", "state"):
@@ -225,6 +250,8 @@ def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: Invento
         state = "done" if w.index in done else (str(run.phase) if w.index == run.wave else "")
         table.add_row(str(w.index), w.site, w.role, state)
     console.print(table)
+    if report_file is not None:
+        console.print(f"report: {report_file.as_uri()}")
 
 
 @app.command()
@@ -232,18 +259,18 @@ def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: Invento
 def history(run_id: RunArg = None, journal: JournalOpt = None, inventory: InventoryOpt = None,
             json_out: JsonOpt = False) -> None:
     """The journal of a run (every transition, effect, gate, approval), or the list of runs."""
-    j, _ = _journal(inventory, journal)
+    j, _ = _journal(inventory, journal, read_only=True)
     if run_id is None:
         runs = j.runs()
         if json_out:
-            emit_json([r.model_dump(mode="json", exclude={"plan"}) for r in runs])
+            emit_json(RunList(journal=j.where, runs=list(runs)))
             return
         for r in runs:
             console.print(f"{r.id}  to {r.target:<16} {r.phase:<14} {r.outcome or ''}")
         return
     events = j.events(run_id)
     if json_out:
-        emit_json([e.model_dump(mode="json") for e in events])
+        emit_json(RunEvents(journal=j.where, run=run_id, events=events))
         return
     import time as _t
 
@@ -298,7 +325,7 @@ def approve(run_id: Annotated[str, typer.Argument(help="Run id.")],
     j.update_progress(run_id, {"approvals": approvals})
     j.record(run_id, "approval", site=plan.waves[wave - 1].site, data={"wave": wave, "by": by})
     if json_out:
-        emit_json({"run": run_id, "wave": wave, "approved_by": by})
+        emit_json(Approval(run=run_id, wave=wave, approved_by=by))
     else:
         console.print(f"wave {wave} ({plan.waves[wave - 1].site}) of {run_id} approved by {by}")
 

@@ -11,12 +11,13 @@ from rich.table import Table
 
 from orchestrator.ansible.runner import TaskEvent
 from orchestrator.cli.common import InventoryOpt, JsonOpt, console, default_inventory, emit_json, handle_errors
-from orchestrator.errors import CallfleetError, InvalidInput
+from orchestrator.cli.documents import Steering
+from orchestrator.errors import InvalidInput
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.release.store import default_store, find_bundle
 from orchestrator.site.ops import SiteOps
 from orchestrator.site.upgrade import SiteReport, Step, rollback_site, upgrade_site
-from orchestrator.traffic.steering import KamailioDispatcher
+from orchestrator.traffic.steering import dispatcher_for
 
 app = typer.Typer(help="Change one site: drain it, upgrade or roll back its hosts through Ansible, "
                        "check them (testinfra), give its traffic back.", no_args_is_help=True)
@@ -37,7 +38,7 @@ def _ops(inventory: Path | None, json_out: bool, drain_timeout: float, *, site: 
             console.print(f"  [{colour}]{ev.status:>11}[/] {ev.host}: {ev.task}"
                           + (f" - {ev.message}" if ev.message and ev.status != "changed" else ""))
 
-    return SiteOps(estate=estate, inventory=path, steering=KamailioDispatcher(estate),
+    return SiteOps(estate=estate, inventory=path, steering=dispatcher_for(estate),
                    on_event=None if json_out else show, drain_timeout_s=drain_timeout)
 
 
@@ -75,7 +76,7 @@ def upgrade(
     check: Annotated[bool, typer.Option("--check", help="Report what would change; change nothing.")] = False,
     keep_drained: Annotated[bool, typer.Option("--keep-drained", help="Leave the site drained after a good "
                                                "upgrade (gate it, then `site undrain`).")] = False,
-    store: Annotated[Path | None, typer.Option(help="Release store holding callserver-<V>/ bundles.")] = None,
+    store: Annotated[Path | None, typer.Option(help="Release store holding `callserver-<V>/` bundles.")] = None,
     drain_timeout: DrainOpt = 30.0,
     inventory: InventoryOpt = None,
     json_out: JsonOpt = False,
@@ -87,13 +88,9 @@ def upgrade(
     (exit 2) or a failed preflight (exit 4) touches nothing live."""
     ops = _ops(inventory, json_out, drain_timeout, site=site)
     bundle = find_bundle(store or default_store(), to)
-    try:
-        report = upgrade_site(ops, site=site, version=to, bundle=bundle, check=check, keep_drained=keep_drained,
-                              on_step=_step_printer(json_out))
-    except CallfleetError as exc:
-        if json_out:  # pipelines get a JSON verdict on failure too
-            emit_json({"site": site, "target": to, "error": exc.message, "exit_code": exc.exit_code})
-        raise
+    # A failure raises CallfleetError: under --json, handle_errors prints the one error document.
+    report = upgrade_site(ops, site=site, version=to, bundle=bundle, check=check, keep_drained=keep_drained,
+                          on_step=_step_printer(json_out))
     _finish(report, json_out)
 
 
@@ -141,7 +138,7 @@ def undrain(
 def _print_steering(ops: SiteOps, json_out: bool, message: str) -> None:
     state = ops.steering.state()
     if json_out:
-        emit_json({"message": message, "sites": {k: v.model_dump() for k, v in state.items()}})
+        emit_json(Steering(message=message, sites=state))
         return
     console.print(message)
     for name, st in state.items():

@@ -15,7 +15,15 @@ from pydantic import ValidationError
 
 from orchestrator.alerting import AlertStore, Notifier, load_config, store_path
 from orchestrator.alerting.config import default_config_path
-from orchestrator.cli.common import InventoryOpt, JsonOpt, console, default_inventory, err_console, handle_errors
+from orchestrator.cli.common import (
+    SCHEMA_VERSION,
+    InventoryOpt,
+    JsonOpt,
+    console,
+    default_inventory,
+    err_console,
+    handle_errors,
+)
 from orchestrator.errors import InvalidInput
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
@@ -24,9 +32,9 @@ from orchestrator.policy.load import load_policy
 from orchestrator.policy.watch import WatchPolicy
 from orchestrator.rollout.facts import observe
 from orchestrator.sipp import scenarios
-from orchestrator.traffic.steering import KamailioDispatcher
+from orchestrator.traffic.steering import dispatcher_for
 from orchestrator.watch.journal import WatchJournal, default_path
-from orchestrator.watch.observe import LiveReader, ReleaseReader, SippProber
+from orchestrator.watch.observe import LiveCounter, LiveReader, ReleaseReader, SippProber
 from orchestrator.watch.ports import Ports
 from orchestrator.watch.report import RoundReport, Summary
 from orchestrator.watch.status import status_line
@@ -46,19 +54,26 @@ def _policy(path: Path | None, interval: float | None) -> WatchPolicy:
         raise InvalidInput(f"--interval {interval:g}: {msg}") from None
 
 
-def _notifier(path: Path | None) -> tuple[Notifier | None, str]:
+def _notifier(path: Path | None) -> tuple[Notifier | None, str, AlertStore | None]:
+    """The notifier, what to say of it, and the PSAP ledger (the alert store, when the
+    config has a `psaps` audience to send the PSAP notices to)."""
     config_path = path or default_config_path()
     if not config_path.exists():
         if path is not None:
             raise InvalidInput(f"--alerts: {path}: no such alert config")
-        return None, f"no alert config at {config_path}: incidents are journalled but nobody is notified"
+        return None, f"no alert config at {config_path}: incidents are journalled but nobody is notified", None
     config = load_config(config_path)
-    return Notifier(config=config, store=AlertStore(path=store_path(config))), f"alerts per {config_path}"
+    store = AlertStore(path=store_path(config))
+    note = f"alerts per {config_path}"
+    if "psaps" not in config.audiences:
+        note += " (no psaps audience: no PSAP notices)"
+    return Notifier(config=config, store=store), note, store if "psaps" in config.audiences else None
 
 
 def _ports(estate: Estate, pol: WatchPolicy, notifier: Notifier | None) -> tuple[Ports, list[str]]:
     notes: list[str] = []
     live = None
+    counter = None
     if pol.live_metrics:
         if estate.metrics_url is None:
             raise InvalidInput("the inventory names no metrics server (callfleet_metrics_url) for live metrics",
@@ -66,22 +81,25 @@ def _ports(estate: Estate, pol: WatchPolicy, notifier: Notifier | None) -> tuple
         # A hung server must not stretch a round: every query is bounded well inside the interval.
         provider = provider_for(estate, timeout=max(1.0, min(5.0, pol.interval_s / 4)))
         live = LiveReader(provider=provider, sites=[s.name for s in estate.sites], window_s=pol.window_s)
+        counter = LiveCounter(provider=provider)
     else:
         notes.append("live metrics off (policy): probes only")
     steering = None
-    if estate.edge is not None and estate.edge.control_socket and estate.edge.dispatcher_list:
-        steering = KamailioDispatcher(estate)
+    if estate.edge is not None:
+        steering = dispatcher_for(estate)
     else:
         notes.append("no edge steering in the inventory: incidents are raised, nothing is drained")
     releases = ReleaseReader(estate=estate, refresh_s=pol.release_refresh_s, observe=observe)
-    return Ports(prober=SippProber(estate=estate, policy=pol), live=live, steering=steering,
+    return Ports(prober=SippProber(estate=estate, policy=pol), live=live, counter=counter, steering=steering,
                  releases=releases.releases, alerts=notifier), notes
 
 
 def _emit(json_out: bool) -> Any:
     def emit(report: RoundReport) -> None:
         if json_out:
-            sys.stdout.write(json.dumps(report.model_dump(mode="json"), separators=(",", ":")) + "\n")
+            # JSON Lines: one document per round, each with its schema_version like every document.
+            line = {"schema_version": SCHEMA_VERSION, **report.model_dump(mode="json")}
+            sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
             sys.stdout.flush()
         else:
             console.print(status_line(report), soft_wrap=True)
@@ -117,9 +135,10 @@ def watch(
     duration: Annotated[float | None, typer.Option("--duration", help="Stop after S seconds.", min=0.1)] = None,
     alerts: Annotated[Path | None, typer.Option("--alerts", help="Alert config (default: $CALLFLEET_ALERTS, "
                                                 "else policies/alerts.yml; none: journal only).")] = None,
-    journal: Annotated[Path | None, typer.Option("--journal", help="Watch journal (SQLite). Default: "
-                                                 "$CALLFLEET_WATCH_JOURNAL, else .callfleet/watch.sqlite "
-                                                 "beside the inventory.")] = None,
+    journal: Annotated[str | None, typer.Option("--journal", help="Watch journal: a SQLite file, or "
+                                                "postgresql://... shared by several watchers. Default: "
+                                                "$CALLFLEET_WATCH_JOURNAL, else .callfleet/watch.sqlite "
+                                                "beside the inventory.")] = None,
     inventory: InventoryOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -137,14 +156,15 @@ def watch(
     estate = load_inventory(inv)
     pol = _policy(policy, interval)
     scenarios.sipp_binary()  # a missing SIPp is an error before the first round, not a blind estate
-    notifier, alert_note = _notifier(alerts)
+    notifier, alert_note, psap_ledger = _notifier(alerts)
     ports, notes = _ports(estate, pol, notifier)
+    ports.psap = psap_ledger
     wj = WatchJournal(journal or default_path(inv))
     supervisor = Supervisor(sites=[s.name for s in estate.sites], numbers=[n.number for n in estate.numbers],
                             policy=pol, ports=ports, journal=wj, emit=_emit(json_out))
     err_console.print(f"watching {len(estate.sites)} sites x {len(estate.numbers)} numbers every "
                       f"{pol.interval_s:g}s (window {pol.window_s:g}s, {pol.calls_per_number} calls per number "
-                      f"per site); journal {wj.path}; {alert_note}", soft_wrap=True)
+                      f"per site); journal {wj.where}; {alert_note}", soft_wrap=True)
     for note in notes:
         err_console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     try:

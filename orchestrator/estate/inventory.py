@@ -19,13 +19,16 @@ Errors name the file and the dotted key, on one line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.errors import InvalidInput
-from orchestrator.estate.model import EdgeRouter, EmergencyNumber, Estate, Host, Site
+from orchestrator.estate.ansible_view import InventoryView, ansible_view
+from orchestrator.estate.model import EdgeRouter, EmergencyNumber, Estate, Host, ServiceKind, Site
+from orchestrator.estate.ssh import weakening_variable
+from orchestrator.userfile import load_yaml
 
 SITES_GROUP = "callservers"
 
@@ -48,7 +51,13 @@ class _GlobalVars(_Vars):
     callfleet_metrics_url: str | None = None
     callserver_release: str | None = None
     callserver_root: str | None = None
-    callserver_service: str | None = None
+    callserver_service: ServiceKind = ServiceKind.SYSTEMD
+    # Where releases come from (the role's variables; docs/RELEASES.md): a bundle copied from
+    # the controller, or a package from an APT repository line such as
+    # "deb [trusted=yes] http://repo.example:8080/ ./".
+    callserver_release_source: Literal["bundle", "package"] = "bundle"
+    callserver_package_repository: str | None = Field(default=None, pattern=r"^deb(-src)? .+$")
+    ansible_become: bool = False
     ansible_user: str = "root"
     ansible_port: int | None = None
     ansible_ssh_private_key_file: str | None = None
@@ -83,6 +92,10 @@ def _fail(path: Path, key: str, message: str) -> InvalidInput:
 
 
 def _validate(path: Path, prefix: str, model: type[_Vars], data: Any) -> Any:
+    if isinstance(data, dict):
+        weak = weakening_variable(data)
+        if weak is not None:
+            raise _fail(path, f"{prefix}.{weak[0]}", weak[1])
     try:
         obj = model.model_validate(data if data is not None else {})
     except ValidationError as exc:
@@ -108,21 +121,153 @@ def _first(*values: Any) -> Any:
 
 
 def load_inventory(path: Path) -> Estate:
-    """Load and validate an inventory file into the estate model (InvalidInput on error)."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such inventory file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "?"
-        raise InvalidInput(f"{path}: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return estate_from_inventory(raw, path)
+    """Load and validate an inventory (a file or a directory) into the estate model.
+
+    What callfleet sees is what Ansible sees: the estate is built from Ansible's own view
+    of the inventory (orchestrator/estate/ansible_view.py: group_vars/, host_vars/, INI,
+    vaulted values, plugins). A single YAML file that is the whole estate is also checked
+    as written first, so an error names the exact key where it stands. InvalidInput on error."""
+    path = Path(path).absolute()
+    if not path.exists() and not path.is_symlink():
+        raise InvalidInput(f"{path}: no such inventory file")
+    if path.is_file() and path.suffix in (".yml", ".yaml"):
+        raw = load_yaml(path, what="inventory")
+        if _has_vars_dirs(path.parent):
+            root = _mapping(path, "(top)", raw)
+            for name, group in root.items():
+                _refuse_weakening(path, str(name), group)
+        else:
+            estate_from_inventory(raw, path)
+    elif not path.is_dir() and not path.is_file():
+        raise InvalidInput(f"{path}: not a regular file or directory")
+    _check_vars_files(path if path.is_dir() else path.parent)
+    return estate_from_inventory(canonical_document(ansible_view(path), path), path)
+
+
+def _check_vars_files(directory: Path) -> None:
+    """Every group_vars/host_vars YAML file Ansible will merge goes through the safe loader
+    first: duplicate keys, budgets and weakening variables are refused naming that file."""
+    for sub in ("group_vars", "host_vars"):
+        base = directory / sub
+        if not base.is_dir():
+            continue
+        for file in sorted(p for p in base.rglob("*") if p.is_file()):
+            if file.suffix.lower() not in ("", ".yml", ".yaml", ".json"):
+                continue
+            with file.open("rb") as fh:
+                if fh.read(14) == b"$ANSIBLE_VAULT":
+                    continue  # a whole vaulted file: Ansible opens it, with the vault password
+            data = load_yaml(file, what="inventory variables")
+            if isinstance(data, dict):
+                weak = weakening_variable(data)
+                if weak is not None:
+                    raise _fail(file, weak[0], weak[1])
+
+
+def _has_vars_dirs(directory: Path) -> bool:
+    """Whether Ansible will merge group_vars/ or host_vars/ files beside the inventory."""
+    for sub in ("group_vars", "host_vars"):
+        d = directory / sub
+        if d.is_dir() and any(p.suffix.lower() not in (".md", ".txt") for p in d.iterdir()):
+            return True
+    return False
+
+
+# Which level of the canonical document a merged variable belongs to. Keys that may be set at
+# several levels (release, root, port) are per host: the merged value is the host's.
+_SITE_ONLY = frozenset({"site_capacity_cps", "site_weight", "site_region"})
+_HOST_LEVEL = frozenset({"ansible_host", "ansible_port", "callserver_release", "callserver_root",
+                         "callserver_sip_port"})
+_GLOBAL_ONLY = frozenset(set(_GlobalVars.model_fields) - _SITE_ONLY - _HOST_LEVEL)
+
+
+def canonical_document(view: InventoryView, path: Path) -> dict[str, Any]:
+    """The nested document (all.vars, site vars, hosts) equivalent to Ansible's merged view,
+    for the one validator below. Variables that must be one value for the estate or a site
+    are refused when group_vars or host_vars give different hosts different values."""
+    cs_key = f"all.children.{SITES_GROUP}"
+    if SITES_GROUP not in view.children:
+        raise _fail(path, cs_key, "missing: the call-server sites go under this group")
+    for stray in view.hosts.get("ungrouped", []):
+        raise _fail(path, f"all.hosts.{stray}",
+                    f"host is in no site (put it under all.children.{SITES_GROUP}.children.<site>.hosts)")
+    for stray in view.hosts.get(SITES_GROUP, []):
+        raise _fail(path, f"{cs_key}.hosts.{stray}", "host is in no site (put it under a site group)")
+    sites = view.children[SITES_GROUP]
+    if not sites:
+        raise _fail(path, f"{cs_key}.children", "missing: no site is declared")
+    all_hosts = [h for site in sites for h in view.hosts.get(site, [])]
+    gvars: dict[str, Any] = {}
+    first: dict[str, str] = {}
+    seen_site: dict[str, str] = {}
+    site_docs: dict[str, Any] = {}
+    for site in sites:
+        skey = f"{cs_key}.children.{site}"
+        svars: dict[str, Any] = {}
+        host_docs: dict[str, Any] = {}
+        for host in view.hosts.get(site, []):
+            hkey = f"{skey}.hosts.{host}"
+            if host in seen_site:
+                raise _fail(path, hkey, f"host is already in site {seen_site[host]}")
+            seen_site[host] = site
+            merged = view.hostvars.get(host, {})
+            weak = weakening_variable(merged)
+            if weak is not None:
+                raise _fail(path, f"{hkey}.{weak[0]}", weak[1])
+            host_doc: dict[str, Any] = {}
+            for key, value in merged.items():
+                if key in _GLOBAL_ONLY:
+                    if key in gvars and gvars[key] != value:
+                        raise _fail(path, f"all.vars.{key}", f"differs between {first[key]} and {host} "
+                                    "(a group_vars or host_vars file overrides it): it is one value for the estate")
+                    gvars[key] = value
+                    first.setdefault(key, host)
+                elif key in _SITE_ONLY:
+                    if key in svars and svars[key] != value:
+                        raise _fail(path, f"{skey}.vars.{key}", f"differs between hosts of {site}: it is one "
+                                    "value for the site")
+                    svars[key] = value
+                else:
+                    host_doc[key] = value
+            host_docs[host] = host_doc
+        site_docs[site] = {"vars": svars, "hosts": host_docs}
+    for key, host in first.items():
+        missing = [h for h in all_hosts if key not in view.hostvars.get(h, {})]
+        if missing:
+            raise _fail(path, f"all.vars.{key}", f"set for {host} but not for {missing[0]}: it is one value for "
+                        "the estate")
+    return {"all": {"vars": gvars, "children": {SITES_GROUP: {"children": site_docs}}}}
+
+
+_GROUP_KEYS = {"vars", "hosts", "children"}
+
+
+def _refuse_weakening(path: Path, prefix: str, group: Any) -> None:
+    """Every group and host anywhere in the document, not only the sites: Ansible applies the
+    variables of any group a host belongs to. A group holds only vars, hosts and children
+    (Ansible skips anything else with a warning: here it is an error, as a typo would be)."""
+    if not isinstance(group, dict):
+        return
+    for key in group:
+        if key not in _GROUP_KEYS:
+            raise _fail(path, f"{prefix}.{key}", "unknown key in a group (only vars, hosts and children)")
+    hosts = group.get("hosts")
+    for key, variables in (("vars", group.get("vars")),
+                           *((f"hosts.{h}", hv) for h, hv in (hosts.items() if isinstance(hosts, dict) else ()))):
+        weak = weakening_variable(variables) if isinstance(variables, dict) else None
+        if weak is not None:
+            raise _fail(path, f"{prefix}.{key}.{weak[0]}", weak[1])
+    children = group.get("children")
+    if isinstance(children, dict):
+        for name, child in children.items():
+            _refuse_weakening(path, f"{prefix}.children.{name}", child)
 
 
 def estate_from_inventory(raw: Any, path: Path) -> Estate:
     """Build the estate from an already parsed inventory document."""
     root = _mapping(path, "(top)", raw)
+    for name, group in root.items():
+        _refuse_weakening(path, str(name), group)
     all_group = _mapping(path, "all", root.get("all"))
     if not all_group:
         raise _fail(path, "all", "missing: an inventory needs an `all` group")
@@ -185,6 +330,7 @@ def estate_from_inventory(raw: Any, path: Path) -> Estate:
     estate: Estate = _build(path, "all", Estate, {
         "name": gvars.estate_name, "sites": tuple(sites), "numbers": tuple(gvars.emergency_numbers),
         "edge": gvars.edge_router, "ssh_user": gvars.ansible_user, "lab": gvars.callfleet_lab,
+        "become": gvars.ansible_become, "service": gvars.callserver_service,
         "probe_source": gvars.probe_source_address, "metrics_url": gvars.callfleet_metrics_url,
         "ssh_known_hosts": gvars.callfleet_ssh_known_hosts, "ssh_private_key": gvars.ansible_ssh_private_key_file,
     }, {"name": "vars.estate_name", "metrics_url": "vars.callfleet_metrics_url"})
@@ -211,8 +357,11 @@ def estate_to_inventory(estate: Estate, *, extra_vars: dict[str, Any] | None = N
         "estate_name": estate.name,
         "callfleet_lab": estate.lab,
         "ansible_user": estate.ssh_user,
+        "callserver_service": estate.service.value,
         "emergency_numbers": [n.model_dump(mode="json") for n in estate.numbers],
     }
+    if estate.become:
+        gvars["ansible_become"] = True
     if estate.ssh_known_hosts is not None:
         gvars["callfleet_ssh_known_hosts"] = estate.ssh_known_hosts
     if estate.ssh_private_key is not None:

@@ -6,16 +6,33 @@ these objects; nothing downstream re-parses the inventory.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+
+
+def _address_text(value: object) -> object:
+    """An address is written as text: YAML's `true` or `1` must not become 0.0.0.1."""
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"an IP address is written as text, not {value!r}")
+    return value
+
+
+IpAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_address_text)]
 Digits = Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{2,15}$")]
 ReleaseVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
 SipUri = Annotated[str, StringConstraints(pattern=r"^sips?:[^\s]+$")]
 HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+
+
+class ServiceKind(StrEnum):
+    """How a call server is run on its host."""
+
+    SYSTEMD = "systemd"  # kamailio.service with callfleet's drop-in (production and the lab)
 
 
 class Frozen(BaseModel):
@@ -42,7 +59,7 @@ class Host(Frozen):
 
     name: Name
     site: Name
-    address: IPv4Address | IPv6Address
+    address: IpAddress
     ssh_port: int = Field(default=22, ge=1, le=65535)
     sip_port: int = Field(default=5060, ge=1, le=65535)
     release: ReleaseVersion
@@ -80,10 +97,15 @@ class EdgeRouter(Frozen):
     """The router that spreads emergency calls over the sites by weight."""
 
     kind: Literal["kamailio-dispatcher"] = "kamailio-dispatcher"
-    address: IPv4Address | IPv6Address
+    address: IpAddress = Field(description="where emergency calls enter (SIP)")
     sip_port: int = Field(default=5060, ge=1, le=65535)
-    control_socket: str | None = None
-    dispatcher_list: str | None = None
+    ssh_host: IpAddress | None = Field(
+        default=None, description="management address callfleet reaches the edge host on (default: address)")
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+    control_socket: str = Field(default="/run/kamailio/kamailio_ctl", pattern=r"^/[^\s]+$",
+                                description="Kamailio's control socket, a path on the edge host")
+    dispatcher_list: str = Field(default="/etc/kamailio/dispatcher.list", pattern=r"^/[^\s]+$",
+                                 description="the dispatcher list file, a path on the edge host")
 
 
 class Estate(Frozen):
@@ -94,10 +116,12 @@ class Estate(Frozen):
     numbers: tuple[EmergencyNumber, ...] = Field(min_length=1)
     edge: EdgeRouter | None = None
     ssh_user: str = "root"
+    become: bool = Field(default=False, description="host commands that need root go through sudo (ansible_become)")
+    service: ServiceKind = ServiceKind.SYSTEMD
     ssh_known_hosts: str | None = Field(
         default=None, description="known_hosts file every SSH client must verify host keys against")
     ssh_private_key: str | None = None
-    probe_source: IPv4Address | IPv6Address | None = Field(
+    probe_source: IpAddress | None = Field(
         default=None, description="address synthetic calls are sent from (None: the system's choice)")
     lab: bool = False
     metrics_url: HttpUrl | None = Field(

@@ -22,24 +22,15 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
-from orchestrator.errors import InvalidInput
 from orchestrator.estate.model import Estate, Host
+from orchestrator.estate.ssh import ssh_trust
 
 FailureKind = Literal["host-key", "unreachable", "auth", "timeout", "no-exit-status", "ssh"]
 
 
-def known_hosts_path(estate: Estate) -> Path | None:
-    """The estate's known_hosts file (None: the user's ~/.ssh/known_hosts, as OpenSSH does).
-
-    A named file that does not exist is invalid input: without it every host would
-    be refused, and the message would blame the hosts instead of the inventory."""
-    if estate.ssh_known_hosts is None:
-        return None
-    path = Path(estate.ssh_known_hosts).expanduser()
-    if not path.is_file():
-        raise InvalidInput(f"known_hosts file {path} (callfleet_ssh_known_hosts) does not exist",
-                           hint="write it from the hosts' public keys; host keys are never accepted blindly")
-    return path
+def known_hosts_path(estate: Estate) -> Path:
+    """The estate's trust anchor (the same file Ansible and testinfra check against)."""
+    return ssh_trust(estate).known_hosts
 
 
 def ssh_target(host: Host) -> str:
@@ -47,8 +38,15 @@ def ssh_target(host: Host) -> str:
     return str(host.address) if host.ssh_port == 22 else f"[{host.address}]:{host.ssh_port}"
 
 
-def connection(*, estate: Estate, host: Host, known_hosts: Path | None, connect_timeout: float) -> Connection:
+def connection(*, estate: Estate, host: Host, known_hosts: Path, connect_timeout: float) -> Connection:
     """A not-yet-opened Fabric connection to `host` that refuses unknown or changed host keys."""
+    return connect_to(estate=estate, address=str(host.address), port=host.ssh_port, known_hosts=known_hosts,
+                      connect_timeout=connect_timeout)
+
+
+def connect_to(*, estate: Estate, address: str, port: int, known_hosts: Path, connect_timeout: float) -> Connection:
+    """A not-yet-opened Fabric connection to any estate machine (a call server, the edge),
+    as the estate's SSH user with its key, refusing unknown or changed host keys."""
     key = estate.ssh_private_key
     connect_kwargs: dict[str, object] = {
         "look_for_keys": False,  # only the estate's key: no surprise identities from ~/.ssh
@@ -60,21 +58,23 @@ def connection(*, estate: Estate, host: Host, known_hosts: Path | None, connect_
         connect_kwargs["key_filename"] = str(Path(key).expanduser())
     # An explicit empty SSHConfig stops Fabric from reading /etc/ssh/ssh_config and
     # ~/.ssh/config; lazy=True skips Fabric's own system/user config files.
-    conn = Connection(str(host.address), user=estate.ssh_user, port=host.ssh_port,
+    conn = Connection(address, user=estate.ssh_user, port=port,
                       config=Config(lazy=True, ssh_config=SSHConfig()),
                       connect_timeout=max(1, round(connect_timeout)), connect_kwargs=connect_kwargs)
-    if known_hosts is None:
-        conn.client.load_system_host_keys()
-    else:
+    if known_hosts.is_file():  # absent: no key is trusted, RejectPolicy refuses every host
         conn.client.load_host_keys(str(known_hosts))
     conn.client.set_missing_host_key_policy(RejectPolicy())
     return conn
 
 
-def describe_failure(exc: BaseException, *, host: Host, known_hosts: Path | None) -> tuple[FailureKind, str]:
-    """Why a host could not run the command: a kind and one line naming the host."""
-    where = f"{host.name} ({ssh_target(host)})"
-    kh = str(known_hosts) if known_hosts else "~/.ssh/known_hosts"
+def host_label(host: Host) -> str:
+    """`name (address)` as failure messages name a host."""
+    return f"{host.name} ({ssh_target(host)})"
+
+
+def describe_failure(exc: BaseException, *, where: str, known_hosts: Path) -> tuple[FailureKind, str]:
+    """Why a host could not run the command: a kind and one line naming it (`where`)."""
+    kh = str(known_hosts)
     if isinstance(exc, BadHostKeyException):
         got = exc.key.fingerprint
         return "host-key", (f"{where}: host key did not verify: the host presented {got}, "

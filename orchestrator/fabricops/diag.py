@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import secrets
-import shlex
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import InvalidInput
+from orchestrator.estate import hostcmd
 from orchestrator.estate.model import Estate, Host
 from orchestrator.fabricops.run import HostRun, run_on_hosts
 
@@ -124,14 +124,12 @@ def parse_dialog_stats(text: str) -> DialogCounts:
     return DialogCounts(**{f: values[f] for f in _DIALOG_FIELDS})
 
 
-def diag_command(host: Host, *, token: str, log_lines: int) -> str:
+def diag_command(estate: Estate, host: Host, *, token: str, log_lines: int) -> str:
     """The shell command printing every probe of `host` under `@@<token> <section> <rc>` markers
     (the marker follows its section, so it carries the section's exit status)."""
-    sock = shlex.quote(f"unix:{host.root}/run/ctl.sock")
-    log = shlex.quote(f"{host.root}/log/kamailio.log")
-    parts = [f"kamcmd -s {sock} {' '.join(args)} 2>&1; echo \"@@{token} {name} $?\""
-             for name, args in _RPCS.items()]
-    parts.append(f"tail -n {int(log_lines)} {log} 2>&1; echo \"@@{token} log $?\"")
+    kamcmd = hostcmd.kamcmd(estate, host)
+    parts = [f"{kamcmd} {' '.join(args)} 2>&1; echo \"@@{token} {name} $?\"" for name, args in _RPCS.items()]
+    parts.append(f"{hostcmd.log_tail(estate, host, log_lines)} 2>&1; echo \"@@{token} log $?\"")
     return "; ".join(parts)
 
 
@@ -196,7 +194,7 @@ def diag(*, estate: Estate, site: str, log_lines: int = 20, timeout: float = 30.
     # own root, so the groups of hosts sharing a command run side by side.
     by_command: dict[str, list[Host]] = {}
     for h in hosts:
-        by_command.setdefault(diag_command(h, token=token, log_lines=log_lines), []).append(h)
+        by_command.setdefault(diag_command(estate, h, token=token, log_lines=log_lines), []).append(h)
     with ThreadPoolExecutor(max_workers=min(16, len(by_command))) as pool:
         reports = list(pool.map(lambda item: run_on_hosts(estate=estate, hosts=item[1], command=item[0],
                                                           timeout=timeout), by_command.items()))

@@ -7,6 +7,7 @@ bad host never hides what the other hosts answered.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, computed_field
 
 from orchestrator.errors import InvalidInput, RemoteError
 from orchestrator.estate.model import Estate, Host
-from orchestrator.fabricops.connect import FailureKind, connection, describe_failure, known_hosts_path
+from orchestrator.fabricops.connect import FailureKind, connection, describe_failure, host_label, known_hosts_path
 
 # Exit code of a host that could not run the command at all (errors.RemoteError).
 SSH_FAILURE_EXIT = RemoteError.exit_code
@@ -94,15 +95,21 @@ def select_hosts(*, estate: Estate, sites: Iterable[str] = (), hosts: Iterable[s
     return tuple(h for h in estate.hosts if all_hosts or h.name in chosen)
 
 
-def _host_run(host: Host, outcome: object, *, known_hosts: Path | None, timeout: float) -> HostRun:
+def _host_run(host: Host, outcome: object, *, known_hosts: Path, timeout: float, elapsed: float) -> HostRun:
     base = {"host": host.name, "site": host.site, "address": str(host.address)}
+    if isinstance(outcome, Result) and (outcome.exited is None or outcome.exited < 0) and elapsed >= timeout:
+        # invoke races its timer against the channel close: when the close wins, the
+        # result carries no exit status instead of CommandTimedOut; same cause, same name.
+        return HostRun(**base, stdout=outcome.stdout, stderr=outcome.stderr, failure="timeout",
+                       error=f"{host.name}: the command did not finish within {timeout:g}s "
+                             "(it may still be running there)")
     if isinstance(outcome, CommandTimedOut):
         partial = outcome.result
         return HostRun(**base, stdout=partial.stdout, stderr=partial.stderr, failure="timeout",
                        error=f"{host.name}: the command did not finish within {timeout:g}s "
                              "(it may still be running there)")
     if isinstance(outcome, BaseException):
-        kind, message = describe_failure(outcome, host=host, known_hosts=known_hosts)
+        kind, message = describe_failure(outcome, where=host_label(host), known_hosts=known_hosts)
         return HostRun(**base, failure=kind, error=message)
     if not isinstance(outcome, Result):
         return HostRun(**base, failure="ssh", error=f"{host.name}: no result from Fabric")
@@ -114,9 +121,10 @@ def _host_run(host: Host, outcome: object, *, known_hosts: Path | None, timeout:
     return HostRun(**base, exit_code=outcome.exited, stdout=outcome.stdout, stderr=outcome.stderr)
 
 
-def _run_batch(batch: Sequence[tuple[Host, Connection]], *, known_hosts: Path | None, command: str,
+def _run_batch(batch: Sequence[tuple[Host, Connection]], *, known_hosts: Path, command: str,
                timeout: float) -> list[HostRun]:
     group = ThreadingGroup.from_connections([conn for _, conn in batch])
+    started = time.monotonic()
     try:
         # warn: a non-zero exit is a result, not an exception; in_stream=False: worker
         # threads must never read our stdin; hide: output is returned, not echoed.
@@ -125,7 +133,9 @@ def _run_batch(batch: Sequence[tuple[Host, Connection]], *, known_hosts: Path | 
         outcomes = exc.result
     finally:
         group.close()
-    return [_host_run(host, outcomes.get(conn), known_hosts=known_hosts, timeout=timeout) for host, conn in batch]
+    elapsed = time.monotonic() - started
+    return [_host_run(host, outcomes.get(conn), known_hosts=known_hosts, timeout=timeout, elapsed=elapsed)
+            for host, conn in batch]
 
 
 def run_on_hosts(*, estate: Estate, hosts: Sequence[Host], command: str, timeout: float = 60.0,

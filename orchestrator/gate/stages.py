@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import CallfleetError, RemoteError
+from orchestrator.estate import hostcmd
 from orchestrator.estate.model import Estate, Host
 from orchestrator.fabricops.run import run_on_hosts
 from orchestrator.gate.verdict import Judgement, Verdict, combine, judge_probe
@@ -32,11 +33,6 @@ class StageResult(BaseModel):
     calls: int
     seconds: float
     evidence: dict[str, Any]
-
-
-def kamcmd_prefix(host: Host) -> str:
-    """The kamcmd invocation for a host's control socket."""
-    return f"kamcmd -s unix:{host.root}/run/ctl.sock"
 
 
 def probe_with_baseline(*, estate: Estate, site: str, baselines: Sequence[str], calls: int,
@@ -105,7 +101,7 @@ def drill(*, estate: Estate, site: str, baselines: Sequence[str], policy: GatePo
     for template in policy.drill.commands:
         per_host = []
         for host in hosts:  # one command line per host: each host has its own root
-            command = template.format(root=host.root, ctl=kamcmd_prefix(host), epoch=epoch)
+            command = template.format(root=host.root, ctl=hostcmd.kamcmd(estate, host), epoch=epoch)
             report = run_on_hosts(estate=estate, hosts=[host], command=command, timeout=policy.drill.timeout_s)
             result = report.results[0]
             rpc_error = bool(re.match(r"\s*error", result.stdout, re.IGNORECASE))
@@ -138,8 +134,8 @@ class MemorySample(BaseModel):
 def sample_memory(estate: Estate, hosts: Sequence[Host]) -> list[MemorySample]:
     """core.shmmem real_used and the main process's RSS on each host, over SSH (Fabric)."""
     def one(host: Host) -> MemorySample:
-        cmd = (f"{kamcmd_prefix(host)} core.shmmem | awk '/real_used/ {{print $2}}'; "
-               f"ps -o rss= -p $(cat {host.root}/run/kamailio.pid)")
+        cmd = (f"{hostcmd.kamcmd(estate, host)} core.shmmem | awk '/real_used/ {{print $2}}'; "
+               f"ps -o rss= -p $({hostcmd.main_pid(estate, host)})")
         result = run_on_hosts(estate=estate, hosts=[host], command=cmd, timeout=15).results[0]
         nums = [int(x) for x in result.stdout.split() if x.isdigit()]
         if not result.ok or len(nums) != 2:

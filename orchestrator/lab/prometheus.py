@@ -1,6 +1,7 @@
 """The lab's Prometheus server: scrapes the edge's and every call server's xhttp_prom.
 
-Listens on BASE.0.9:9090 (loopback only); configuration generated from the estate;
+Listens on the services machine's address, port 9090 (started inside its network
+namespace, so only the lab's bridge reaches it); configuration generated from the estate;
 storage under the state directory, kept one day. Scrape and evaluation every second,
 so a live-traffic step of a few seconds already has data.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from orchestrator import procs
 from orchestrator.errors import RemoteError
 from orchestrator.estate.model import Estate
 from orchestrator.lab.state import Component
-from orchestrator.lab.topology import METRICS_PORT, PROMETHEUS_PORT, LabParams, prometheus_address, prometheus_url
+from orchestrator.lab.topology import METRICS_PORT, PROMETHEUS_PORT, LabParams, prometheus_url, services_address
 
 READY_TIMEOUT_S = 15.0
 EDGE_JOB = "callfleet-edge"
@@ -57,14 +59,16 @@ def ready(url: str, *, timeout: float = 1.0) -> bool:
         return False
 
 
-def start(estate: Estate, state_dir: Path, params: LabParams) -> Component:
-    """Write the config and start the server; RemoteError unless ready in READY_TIMEOUT_S."""
+def start(estate: Estate, state_dir: Path, params: LabParams, *, wrap: Sequence[str] = ()) -> Component:
+    """Write the config and start the server; RemoteError unless ready in READY_TIMEOUT_S.
+
+    `wrap`: an argv prefix running it elsewhere (the services machine's network namespace)."""
     binary = procs.require_binary("prometheus", package="prometheus")
     p = paths(state_dir)
     p["data"].mkdir(parents=True, exist_ok=True)
     p["cfg"].write_text("# written by `callfleet lab up`\n" + yaml.safe_dump(scrape_config(estate), sort_keys=False))
-    address = str(prometheus_address(params))
-    pid = procs.spawn([binary, f"--config.file={p['cfg']}", f"--storage.tsdb.path={p['data']}",
+    address = str(services_address(params))
+    pid = procs.spawn([*wrap, binary, f"--config.file={p['cfg']}", f"--storage.tsdb.path={p['data']}",
                        "--storage.tsdb.retention.time=1d", f"--web.listen-address={address}:{PROMETHEUS_PORT}"],
                       log=p["log"], cwd=p["dir"])
     url = prometheus_url(params)

@@ -18,9 +18,10 @@ class SyntheticPolicy(_Strict):
 
     calls_per_number: int = Field(default=200, ge=1, le=100_000)
     rate: float = Field(default=100.0, gt=0, le=1000, description="calls/s per number for the site")
-    min_calls_per_number: int = Field(default=100, ge=1, description="fewer answered attempts: INCONCLUSIVE")
+    min_calls_per_number: int = Field(default=100, ge=1, le=100_000,
+                                      description="fewer answered attempts: INCONCLUSIVE")
     ser_min: float = Field(default=0.99, ge=0, le=1, description="absolute floor of SER per number")
-    srd_p95_max_ms: float = Field(default=300.0, gt=0, description="absolute ceiling of SRD p95")
+    srd_p95_max_ms: float = Field(default=300.0, gt=0, le=60_000, description="absolute ceiling of SRD p95")
 
     @model_validator(mode="after")
     def _enough(self) -> SyntheticPolicy:
@@ -34,7 +35,8 @@ class CanaryPolicy(_Strict):
 
     baseline_sites: int = Field(default=1, ge=1, le=5)
     alpha: float = Field(default=0.01, gt=0, lt=0.5, description="significance of the one-sided tests")
-    srd_shift_ms: float = Field(default=50.0, ge=0, description="smallest setup-delay increase that matters")
+    srd_shift_ms: float = Field(default=50.0, ge=0, le=60_000,
+                                description="smallest setup-delay increase that matters")
 
 
 class DrillPolicy(_Strict):
@@ -48,7 +50,7 @@ class DrillPolicy(_Strict):
         "{ctl} cfg.seti core debug 2",
     )
     calls_per_number: int = Field(default=100, ge=1, le=100_000)
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
 
 class SoakPolicy(_Strict):
@@ -56,20 +58,21 @@ class SoakPolicy(_Strict):
 
     duration_s: float = Field(default=20.0, gt=0, le=7 * 24 * 3600)
     rate: float = Field(default=100.0, gt=0, le=1000, description="calls/s for the site, over all numbers")
-    sample_every_s: float = Field(default=5.0, gt=0)
-    settle_s: float = Field(default=6.0, ge=0, description="wait after load for transactions to clear")
-    max_shm_bytes_per_call: float = Field(default=64.0, ge=0)
-    max_rss_bytes_per_call: float = Field(default=2048.0, ge=0)
+    sample_every_s: float = Field(default=5.0, gt=0, le=3600)
+    settle_s: float = Field(default=6.0, ge=0, le=3600, description="wait after load for transactions to clear")
+    # Ceilings past any real call's footprint: a huge value would silently disable the check.
+    max_shm_bytes_per_call: float = Field(default=64.0, ge=0, le=1_048_576)
+    max_rss_bytes_per_call: float = Field(default=2048.0, ge=0, le=16_777_216)
 
 
 class LiveStepsPolicy(_Strict):
     """Stage 5: undrain in weight steps with a bake per step, watching live metrics."""
 
     weights: tuple[int, ...] = (1, 10, 100)
-    bake_s: float = Field(default=5.0, ge=0)
+    bake_s: float = Field(default=5.0, ge=0, le=7 * 24 * 3600)
     max_failure_ratio: float = Field(default=0.01, ge=0, le=1)
-    srd_p95_max_ms: float = Field(default=300.0, gt=0)
-    min_live_calls: int = Field(default=20, ge=0)
+    srd_p95_max_ms: float = Field(default=300.0, gt=0, le=60_000)
+    min_live_calls: int = Field(default=20, ge=0, le=10_000_000)
     metrics_lag_s: float = Field(default=2.0, ge=0, le=300,
                                  description="wait for the metrics backend to have scraped a step before judging it")
 

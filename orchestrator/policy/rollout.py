@@ -179,7 +179,7 @@ class ReserveSection(_Strict):
     """The version-diversity reserve: K sites stay on their known-good release until the new
     release has run on every other site for `fleet_bake_s` seconds."""
 
-    sites: int = Field(default=1, description="K; 0 only when at most one site changes")
+    sites: int = Field(default=1, le=1000, description="K; 0 only when at most one site changes")
     fleet_bake_s: Seconds = 30.0
     site_names: tuple[str, ...] = Field(default=(), description="explicit reserve (default: the last K of the order)")
 
@@ -199,7 +199,8 @@ class RolloutSection(_Strict):
     order: tuple[str, ...] = Field(default=(), description="every site, in rollout order (empty: the estate's)")
     canary: str | None = Field(default=None, description="the first site (default: first of the order)")
     skip_canary: bool = Field(default=False, description="always refused: rule canary-first")
-    sites_per_wave: int = Field(default=1, description="anything but 1 is refused: rule one-site-at-a-time")
+    sites_per_wave: int = Field(default=1, le=1000,
+                                description="anything but 1 is refused: rule one-site-at-a-time")
     bake_s: Seconds = 10.0
     bake_overrides: dict[str, Seconds] = Field(default_factory=dict)
     canary_bake_s: Seconds | None = None

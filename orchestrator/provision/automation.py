@@ -1,8 +1,10 @@
 """The Pulumi port and its Automation API adapter (the one place that drives the engine).
 
-The adapter runs the local program of the project (Pulumi.yaml) with the policy packs on
-every preview and up, consumes the engine's structured events (on_event) for progress,
-policy violations and errors, and maps failures to callfleet's typed errors:
+The adapter runs the program inline (in this process) for the project in its work dir
+(Pulumi.yaml, stack config) with the policy packs on every preview and up (an up is
+preceded by a preview, so a refused stack gets no resource), consumes the engine's
+structured events (on_event) for progress, policy violations and errors, and maps failures
+to callfleet's typed errors:
   - the `pulumi` CLI absent                    -> ToolMissing (exit 3), with how to install it
   - stack missing, stack config invalid,
     a mandatory policy violated                -> InvalidInput (exit 2)
@@ -11,8 +13,7 @@ policy violations and errors, and maps failures to callfleet's typed errors:
 
 from __future__ import annotations
 
-import os
-import shutil
+import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,11 +22,11 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import InvalidInput, RemoteError, ToolMissing
+from orchestrator.provision.engine_env import INSTALL_HINT, engine_env, locate_pulumi, policy_pack_arg
+from orchestrator.provision.project import PROJECT_NAME
 
-INSTALL_URL = "https://www.pulumi.com/docs/install/"
-INSTALL_HINT = (f"install the Pulumi CLI: `curl -fsSL https://get.pulumi.com | sh` (see {INSTALL_URL}); "
-                "the engine is a separate binary and is not on PyPI: `pip install pulumi` only brings "
-                "the Python SDK")
+__all__ = ["INSTALL_HINT", "OperationResult", "Progress", "PulumiAutomation", "locate_pulumi"]
+
 # Must match orchestrator.provision.program.INVALID_INPUT_MARKER (kept literal here so the
 # adapter does not import the program, which imports the providers' SDKs).
 INVALID_INPUT_MARKER = "[callfleet:invalid-input]"
@@ -88,19 +89,6 @@ class ProvisionEngine(Protocol):
         """Set stack config values (keys without namespace are put under `callfleet:`)."""
 
 
-def locate_pulumi() -> Path:
-    """The `pulumi` CLI: on PATH, else where get.pulumi.com installs it; ToolMissing if absent."""
-    found = shutil.which("pulumi")
-    if found:
-        return Path(found)
-    installed = Path.home() / ".pulumi" / "bin" / "pulumi"
-    if installed.is_file() and os.access(installed, os.X_OK):
-        return installed
-    raise ToolMissing("the Pulumi CLI (`pulumi`) is not installed on this machine: "
-                      "`callfleet provision` drives the Pulumi engine through the Automation API",
-                      hint=INSTALL_HINT)
-
-
 def _urn_name(urn: str | None) -> str | None:
     return urn.rsplit("::", 1)[-1] if urn else None
 
@@ -149,8 +137,11 @@ class EventSink:
         """The violations that block the operation."""
         return [v for v in self.violations if v.level == "mandatory"]
 
-    def failure(self, *, operation: str, stack: str, detail: str) -> InvalidInput | RemoteError:
+    def failure(self, *, operation: str, stack: str, detail: str) -> InvalidInput | RemoteError | ToolMissing:
         """The typed error for a failed operation, from what the events said."""
+        missing = missing_plugin("\n".join([*self.errors, detail]))
+        if missing is not None:
+            return missing
         for message in self.errors:
             if INVALID_INPUT_MARKER in message:
                 text = message.split(INVALID_INPUT_MARKER, 1)[1].strip()
@@ -161,7 +152,37 @@ class EventSink:
                                 f"violation(s)): {listed}",
                                 hint="fix the estate or the stack config; the rules are in docs/PROVISIONING.md")
         reason = self.errors[-1] if self.errors else (detail.strip().splitlines() or ["no detail"])[-1]
-        return RemoteError(f"pulumi {operation} failed on stack {stack}: {reason}")
+        # The engine's last words ("update failed" alone says nothing of which step broke).
+        said = [line.strip() for line in [*self.errors, *detail.splitlines()] if line.strip()]
+        return RemoteError(f"pulumi {operation} failed on stack {stack}: {reason}",
+                           hint="the engine said:\n  " + "\n  ".join(said[-12:]) if said else None)
+
+
+# "no resource plugin 'pulumi-resource-X' found in the workspace at version vV ..." or, when
+# the engine tried to download it, "Could not automatically download and install resource
+# plugin 'pulumi-resource-X' at version vV, ...".
+_MISSING_PLUGIN = re.compile(
+    r"(?:no|install) (?P<kind>resource|language|analyzer) plugin '?pulumi-(?:resource|language|analyzer)-"
+    r"(?P<name>[\w.-]+?)'?(?: found in the workspace)?(?: at version v?(?P<version>[\w.+-]+?))?[ ,]")
+
+
+def missing_plugin(text: str) -> ToolMissing | None:
+    """ToolMissing naming the plugin to install, when the engine said a plugin is missing."""
+    found = _MISSING_PLUGIN.search(text)
+    if found is None:
+        return None
+    kind, name, version = found["kind"], found["name"], found["version"]
+    if name == "pulumi-python":
+        # Not a downloadable plugin: the shim that runs Python dynamic providers.
+        return ToolMissing("the engine found no pulumi-resource-pulumi-python (it runs Python dynamic providers)",
+                           hint="it ships with the Pulumi distribution; a `make pulumi` build puts "
+                                "callfleet's own beside the engine in .tools/bin")
+    install = f"pulumi plugin install {kind} {name}" + (f" {version}" if version else "")
+    return ToolMissing(
+        f"the Pulumi {kind} plugin {name!r}" + (f" (version {version})" if version else "")
+        + " is not installed: the engine needs it for this stack",
+        hint=f"install it: `{install}` (it downloads from the plugin's release site); on a machine "
+             f"without Internet access: `{install} --file PLUGIN.tar.gz` from a copy of the release")
 
 
 def _changes(op_map: Mapping[Any, int] | None) -> dict[str, int]:
@@ -179,27 +200,32 @@ class PulumiAutomation:
 
         self._auto = auto
         self.work_dir = work_dir
-        self.policy_packs = [str(p) for p in policy_packs]
-        self.env = dict(env or {})
         binary = locate_pulumi()
-        on_path = shutil.which("pulumi") == str(binary)
+        self.env = engine_env(binary, env)
+        self.policy_packs = [str(policy_pack_arg(p, self.env)) for p in policy_packs]
         try:
-            # root=None runs `pulumi` from PATH; otherwise root/bin/pulumi.
-            self._command = auto.PulumiCommand(root=None if on_path else str(binary.parent.parent))
+            self._command = auto.PulumiCommand(root=str(binary.parent.parent))
         except auto.errors.InvalidVersionError as exc:
             raise ToolMissing(f"the Pulumi CLI at {binary} is too old for this SDK: {exc}",
                               hint=f"upgrade it: {INSTALL_HINT}") from None
         except (OSError, subprocess.CalledProcessError) as exc:
             raise ToolMissing(f"the Pulumi CLI at {binary} does not run: {exc}", hint=INSTALL_HINT) from None
 
+    def _program(self) -> None:
+        # Run inline (in this process, the engine connecting to the SDK's language server):
+        # no Python language host is needed, and the project's Pulumi.yaml and stack
+        # config in work_dir are used as they are.
+        from orchestrator.provision.program import main
+
+        main(project_dir=self.work_dir)
+
     def _stack(self, stack: str, *, create: bool) -> Any:
         auto = self._auto
         opts = auto.LocalWorkspaceOptions(work_dir=str(self.work_dir), env_vars=self.env,
                                           pulumi_command=self._command)
+        open_stack = auto.create_or_select_stack if create else auto.select_stack
         try:
-            if create:
-                return auto.create_or_select_stack(stack_name=stack, work_dir=str(self.work_dir), opts=opts)
-            return auto.select_stack(stack_name=stack, work_dir=str(self.work_dir), opts=opts)
+            return open_stack(stack_name=stack, project_name=PROJECT_NAME, program=self._program, opts=opts)
         except auto.errors.StackNotFoundError:
             raise InvalidInput(f"there is no Pulumi stack {stack!r} for the project in {self.work_dir}",
                                hint=f"create and configure it first: `callfleet provision up --stack {stack}` "
@@ -228,7 +254,11 @@ class PulumiAutomation:
                                violations=tuple(sink.violations))
 
     def up(self, *, stack: str, on_progress: ProgressFn | None = None) -> OperationResult:
-        """`pulumi up` with the policy packs."""
+        """A preview with the policy packs, then `pulumi up` with them if nothing was refused."""
+        # The Automation API's up skips the engine's own preview, and stack policies are
+        # judged only once every resource is registered: by then an up has created them.
+        # The preview refuses a violating stack (InvalidInput) before anything exists.
+        self.preview(stack=stack, on_progress=None)
         result, sink = self._run("up", stack, on_progress, lambda s, sink: s.up(
             on_event=sink, policy_packs=self.policy_packs), create=True)
         outputs = {k: v.value for k, v in result.outputs.items()}

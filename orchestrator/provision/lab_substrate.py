@@ -1,8 +1,10 @@
 """The lab substrate: a Pulumi dynamic provider that brings lab sites up and down.
 
 Create and delete call the same code as `callfleet lab` (orchestrator.lab.control), so a
-stack can stand the lab's sites up. The lab's shared parts (sshd, edge, PSAPs) are
-`callfleet lab up`'s to start: a site needs them, a stack only owns its sites.
+lab stack brings the whole lab into being from nothing: one `LabNetwork` (the bridge, the
+edge and services machines and every call-server machine with the stock release: `lab up`)
+and one `LabSite` per site depending on it (its call-server machines, started on their kept
+disks or powered off). Destroy deletes the sites first, then the network (`lab down`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from orchestrator.provision.rules import LAB_ISOLATION
 from orchestrator.provision.stack_config import LabSubstrate
 from orchestrator.provision.stack_outputs import host_record
 
-# In the lab a site's failure domain is the process: every call server is its own
-# Kamailio with its own address, root and pidfile. The anti-affinity policy accepts this
+# In the lab a site's failure domain is the machine: every call server is its own
+# systemd-nspawn machine, all on one computer. The anti-affinity policy accepts this
 # placement (rules.LAB_ISOLATION) for lab estates only.
 # A change to any of these means another site: replace rather than update in place.
 _REPLACE_ON = ("site", "stateDir", "hosts")
@@ -41,6 +43,45 @@ def lab_site_id(props: dict[str, Any]) -> str:
     return f"{props['stateDir']}#{props['site']}"
 
 
+_NETWORK_REPLACE_ON = ("stateDir", "sites", "hostsPerSite", "base")
+
+
+class LabNetworkProvider(dynamic.ResourceProvider):
+    """The lab's shared parts through `callfleet lab up` / `lab down`."""
+
+    serialize_as_secret_always = False
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        """`lab up` of the stack's shape (harmless when the lab already runs)."""
+        from orchestrator.lab.control import lab_up
+        from orchestrator.lab.topology import LabParams
+
+        lab_up(state_dir=Path(props["stateDir"]),
+               params=LabParams(sites=int(props["sites"]), hosts_per_site=int(props["hostsPerSite"]),
+                                base=str(props["base"])))
+        return dynamic.CreateResult(id_=str(props["stateDir"]), outs=dict(props))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """`lab down`: every machine, the bridge and the addresses go."""
+        from orchestrator.lab.control import lab_down
+
+        lab_down(state_dir=Path(props["stateDir"]))
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        """Another shape or place is another lab: replace it."""
+        replaces = [k for k in _NETWORK_REPLACE_ON if olds.get(k) != news.get(k)]
+        return dynamic.DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
+
+
+class LabNetwork(dynamic.Resource, module="callfleet", name="LabNetwork"):
+    """The lab's bridge and machines, managed by LabNetworkProvider."""
+
+    def __init__(self, name: str, *, settings: LabSubstrate, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"stateDir": str(settings.state_dir), "sites": settings.sites,
+                 "hostsPerSite": settings.hosts_per_site, "base": settings.base}
+        super().__init__(LabNetworkProvider(), name, props, opts)
+
+
 class LabSiteProvider(dynamic.ResourceProvider):
     """CRUD of one lab site through orchestrator.lab.control."""
 
@@ -48,7 +89,7 @@ class LabSiteProvider(dynamic.ResourceProvider):
     serialize_as_secret_always = False
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        """Bring the site's call servers up (the lab's shared parts must already be up)."""
+        """Start the site's call-server machines (the LabNetwork it depends on brought the lab up)."""
         # Imported here: the provider runs in the engine's provider process, and the lab
         # module is only needed when a site really changes (never under mocks).
         from orchestrator.lab.control import site_up
@@ -57,7 +98,7 @@ class LabSiteProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(id_=lab_site_id(props), outs=lab_site_outputs(props))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        """Stop the site's call servers."""
+        """Power the site's call-server machines off."""
         from orchestrator.lab.control import site_down
 
         site_down(state_dir=Path(props["stateDir"]), site=str(props["site"]))
@@ -84,13 +125,17 @@ class LabSite(dynamic.Resource, module="callfleet", name="LabSite"):
 
 def declare_lab_sites(*, estate: Estate, settings: LabSubstrate,
                       parent: pulumi.Resource) -> list[SiteComponent]:
-    """One site component per lab site, each owning one LabSite resource."""
+    """The lab network, then one site component per lab site, each owning one LabSite
+    resource that depends on the network (created after it, deleted before it)."""
+    network = LabNetwork(f"{estate.name}-lab-network", settings=settings, opts=pulumi.ResourceOptions(parent=parent))
     components = []
     for site in estate.sites:
         component = SiteComponent(site.name, props=site_props(site=site, substrate="lab"),
                                   opts=pulumi.ResourceOptions(parent=parent))
         lab_site = LabSite(f"{site.name}-lab", state_dir=settings.state_dir, site=site.name,
-                           hosts=[host_record(h) for h in site.hosts], opts=component.child_opts)
+                           hosts=[host_record(h) for h in site.hosts],
+                           opts=pulumi.ResourceOptions.merge(component.child_opts,
+                                                             pulumi.ResourceOptions(depends_on=[network])))
         component.finish(hosts=lab_site.hosts)
         components.append(component)
     return components

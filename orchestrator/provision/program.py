@@ -12,9 +12,10 @@ from typing import Any
 
 import pulumi
 
-from orchestrator.errors import CallfleetError
+from orchestrator.errors import CallfleetError, ToolMissing
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
+from orchestrator.lab.state import machines_dir
 from orchestrator.lab.topology import lab_estate
 from orchestrator.provision.components import EstateComponent, SiteComponent, estate_props
 from orchestrator.provision.stack_config import (
@@ -50,7 +51,7 @@ def estate_for(config: ProvisionConfig) -> Estate:
     """The estate model the stack declares, from the lab topology or the inventory."""
     substrate = config.substrate
     if isinstance(substrate, LabSubstrate):
-        return lab_estate(substrate.params(), substrate.state_dir)
+        return lab_estate(substrate.params(), machines_dir(substrate.state_dir))
     return load_inventory(substrate.inventory)
 
 
@@ -65,7 +66,11 @@ def declare_estate(*, estate: Estate, config: ProvisionConfig) -> DeclaredEstate
         sites = declare_lab_sites(estate=estate, settings=config.substrate, parent=root)
     else:
         # Imported only for OpenStack stacks: the lab never needs the provider SDK loaded.
-        from orchestrator.provision.openstack_substrate import declare_openstack_sites
+        try:
+            from orchestrator.provision.openstack_substrate import declare_openstack_sites
+        except ModuleNotFoundError as exc:
+            raise ToolMissing(f"the OpenStack substrate needs {exc.name}: pip install 'callfleet[openstack]'"
+                              ) from None
 
         sites = declare_openstack_sites(estate=estate, settings=config.substrate, parent=root)
     provisioned = pulumi.Output.all(*[s.provisioned_hosts for s in sites]).apply(
@@ -74,12 +79,13 @@ def declare_estate(*, estate: Estate, config: ProvisionConfig) -> DeclaredEstate
     return DeclaredEstate(root=root, sites=tuple(sites), estate=provisioned)
 
 
-def main() -> None:
-    """Entry point run by the Pulumi engine (see orchestrator/provision/__main__.py)."""
+def main(project_dir: Path | None = None) -> None:
+    """The program: run inline by the Automation API adapter (with the project directory),
+    or by a language host from Pulumi.yaml (orchestrator/provision/__main__.py)."""
     cfg = pulumi.Config(NAMESPACE)
     try:
         config = read_stack_config(get=cfg.get, get_object=cfg.get_object,
-                                   project_dir=find_project_dir(start=Path.cwd()))
+                                   project_dir=project_dir or find_project_dir(start=Path.cwd()))
         estate = estate_for(config)
     except CallfleetError as exc:
         # RunError: Pulumi prints the message without a Python traceback.

@@ -7,7 +7,7 @@ Keys (all under the `callfleet:` namespace, set with `pulumi config set`):
   lab substrate:
     labStateDir      the lab state directory (default: the one `callfleet lab up` uses)
     labSites         number of sites (6)        labHostsPerSite  hosts per site (2)
-    labBase          loopback base, 127.X (127.77)
+    labBase          lab base, 198.18.X (198.18.77): one /24 of the RFC 2544 block
   openstack substrate:
     inventory        the inventory declaring the estate (required; relative to the project)
     image, flavor    Glance image and Nova flavor of the call servers (required)
@@ -66,7 +66,7 @@ class LabSubstrate(_Frozen):
     state_dir: Path
     sites: int = 6
     hosts_per_site: int = 2
-    base: str = "127.77"
+    base: str = "198.18.77"
 
     def params(self) -> LabParams:
         """The lab parameters (validated by LabParams itself)."""

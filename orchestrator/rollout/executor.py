@@ -25,7 +25,7 @@ from orchestrator.gate.verdict import Verdict
 from orchestrator.metrics.provider import MetricsProvider
 from orchestrator.policy.rollout import RolloutPolicy
 from orchestrator.probe.runner import check_reachable, probe_site
-from orchestrator.release.bundle import require_verified
+from orchestrator.release.bundle import bundle_digest, require_unchanged, require_verified
 from orchestrator.rollout.journal import Journal, Run
 from orchestrator.rollout.machine import SITE_IN_FLIGHT, TERMINAL, Phase
 from orchestrator.rollout.plan import Plan, Wave, active_freeze
@@ -217,6 +217,8 @@ class Executor:
             return
         try:
             require_verified(self.ports.bundle)
+            # the verified content, named once for the run: every wave checks it again
+            self.j.update_progress(self.run_id, {"bundle_digest": bundle_digest(self.ports.bundle)})
             self._effect("reachability", None, lambda: check_reachable(estate, estate.hosts))
             weights = {name: st.weight for name, st in self.ports.site_ops.steering.state().items()}
         except CallfleetError as exc:
@@ -233,6 +235,11 @@ class Executor:
         freeze = active_freeze(self.policy, datetime.fromtimestamp(self.ports.clock(), UTC))
         if freeze is not None:
             return self._waiting(run, f"freeze window in force ({freeze.reason}); wave {run.wave} waits", 60.0)
+        try:
+            self._same_bundle(run)
+        except CallfleetError as exc:
+            self._halt(f"wave {run.wave} ({wave.site}): {exc.message}", code=exc.exit_code, rollback=False, run=run)
+            return None
         result = self._effect("preflight", wave.site,
                               lambda: self.ports.site_ops.preflight(wave.site, wave.to_release, self.ports.bundle))
         if not result.succeeded:
@@ -241,6 +248,11 @@ class Executor:
             return None
         self._go(Phase.DRAINING, site=wave.site)
         return None
+
+    def _same_bundle(self, run: Run) -> None:
+        """A bundle changed between waves must never reach another site (InvalidInput)."""
+        expected = run.progress.get("bundle_digest")
+        require_unchanged(self.ports.bundle, str(expected) if expected else None)
 
     def _step(self, run: Run, name: str, fn: Callable[[str], Any], nxt: Phase) -> None:
         wave = self._wave(run.wave)
@@ -253,7 +265,9 @@ class Executor:
 
     def _switch(self, run: Run) -> None:
         wave = self._wave(run.wave)
-        result = self._effect("switch", wave.site, lambda: self.ports.site_ops.switch(wave.site, wave.to_release))
+        digest = run.progress.get("bundle_digest")
+        result = self._effect("switch", wave.site, lambda: self.ports.site_ops.switch(
+            wave.site, wave.to_release, digest=str(digest) if digest else None))
         for host, hr in result.hosts.items():
             self.j.record(self.run_id, "host", site=wave.site,
                           data={"host": host, "changed": hr.changed, "failed": hr.failed + hr.unreachable})

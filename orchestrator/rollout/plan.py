@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ RULES: dict[str, str] = {
     "site-inconsistent": "every host of a site runs the same release; a human settles a mixed site first",
     "target-release": "the target is a release version (letters, digits, . _ + -)",
     "sites-exist": "rollout.bake_overrides names sites of the estate",
+    "limit-sites-exist": "--limit names sites of the estate",
 }
 
 
@@ -71,7 +73,8 @@ class Wave(_Frozen):
 
 class Plan(_Frozen):
     """The ordered plan. Validation re-checks its shape and digest, so a plan read back from a
-    journal is the plan that was printed."""
+    journal is the plan that was printed. `limit` is the `--limit` it was narrowed to (None: the
+    whole estate); `unlimited` the sites outside it, which this plan leaves as they are."""
 
     target: str
     policy: str
@@ -79,6 +82,8 @@ class Plan(_Frozen):
     waves: tuple[Wave, ...]
     skipped: tuple[str, ...]
     reserve: tuple[str, ...]
+    limit: tuple[str, ...] | None = None
+    unlimited: tuple[str, ...] = ()
     digest: str
 
     @model_validator(mode="after")
@@ -94,10 +99,22 @@ class Plan(_Frozen):
         tail = tuple(w.site for w in self.waves if w.role == "reserve")
         if tail != self.reserve or roles[len(roles) - len(tail):] != ["reserve"] * len(tail):
             raise ValueError("the reserve waves are the last waves and match `reserve`")
-        expected = plan_digest(self.model_dump(mode="json", exclude={"digest"}))
+        if self.limit is None and self.unlimited:
+            raise ValueError("only a plan narrowed by a limit leaves sites out")
+        planned = set(sites) | set(self.skipped)
+        if set(self.unlimited) & planned or (self.limit is not None and not planned <= set(self.limit)):
+            raise ValueError("a site outside the limit is in the plan")
+        expected = plan_digest(digest_body(self))
         if self.digest != expected:
             raise ValueError("digest does not match the plan's content")
         return self
+
+
+def digest_body(plan: Plan) -> dict[str, Any]:
+    """The fields a digest covers: all but the digest; a whole-estate plan's without `limit` and
+    `unlimited`, so its digest is the one it had before plans could be limited."""
+    exclude = {"digest"} | ({"limit", "unlimited"} if plan.limit is None else set())
+    return plan.model_dump(mode="json", exclude=exclude)
 
 
 def plan_digest(plan_without_digest: dict[str, Any]) -> str:
@@ -107,23 +124,32 @@ def plan_digest(plan_without_digest: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str) -> Plan:
+def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str, limit: Sequence[str] | None = None) -> Plan:
     """The ordered plan taking every site of `estate` not yet wholly on `target` to `target`:
     the canary first, one site per wave, the reserve last (each reserve wave waiting for the new
     release to have run fleet-wide for `reserve.fleet_bake_s`). Sites already on the target are
-    skipped; when none is left the plan has no waves. Raises PlanRefused naming the rule broken."""
+    skipped; when none is left the plan has no waves. Raises PlanRefused naming the rule broken.
+
+    With `limit` (site names), only those sites may change; the others are left as they are
+    (`unlimited`). The canary is rollout.canary when inside the limit, else the first limited site
+    of the order; a rollout.canary outside the limit that does not run `target` yet is refused
+    (the release has not been through its canary). Sites outside the limit still on their
+    release count towards the reserve's K; only the rest is taken from the limited sites."""
     ro = policy.rollout
     _check_request(estate=estate, rollout=ro, target=target)
     order = _order(estate=estate, rollout=ro)
-    canary = ro.canary or order[0]
-    skipped = tuple(s for s in order if estate.site(s).releases == {target})
-    to_change = [s for s in order if s not in skipped]
+    scope = _scope(estate=estate, order=order, limit=limit)
+    unlimited = tuple(s for s in order if s not in scope)
+    skipped = tuple(s for s in scope if estate.site(s).releases == {target})
+    to_change = [s for s in scope if s not in skipped]
+    canary = _canary(estate=estate, rollout=ro, target=target, scope=scope, to_change=to_change)
     if to_change and canary in skipped:
         raise PlanRefused("canary-first", f"the canary {canary} already runs {target} while "
                           f"{', '.join(to_change)} do not: a new canary would be skipped",
                           hint="resume the run that upgraded it (`callfleet rollout resume`), or set "
                                "rollout.canary to a site not yet on the target")
-    reserve = _reserve(estate=estate, rollout=ro, target=target, canary=canary, to_change=to_change)
+    held = tuple(s for s in unlimited if estate.site(s).releases != {target})
+    reserve = _reserve(estate=estate, rollout=ro, target=target, canary=canary, to_change=to_change, held=held)
     sequence = ([canary] if to_change else []) + \
         [s for s in to_change if s != canary and s not in reserve] + list(reserve)
     for wave in ro.approvals:
@@ -138,10 +164,37 @@ def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str) -> Plan:
              not_before_fleet_bake_s=ro.reserve.fleet_bake_s if name in reserve else 0.0)
         for i, name in enumerate(sequence, start=1)
     )
-    body = {"target": target, "policy": policy.name, "estate": estate.name,
-            "waves": [w.model_dump(mode="json") for w in waves], "skipped": list(skipped), "reserve": list(reserve)}
-    return Plan(target=target, policy=policy.name, estate=estate.name, waves=waves, skipped=skipped,
-                reserve=reserve, digest=plan_digest(body))
+    draft = Plan.model_construct(target=target, policy=policy.name, estate=estate.name, waves=waves,
+                                 skipped=skipped, reserve=reserve, limit=None if limit is None else scope,
+                                 unlimited=unlimited, digest="")
+    return Plan.model_validate({**draft.model_dump(mode="json"), "digest": plan_digest(digest_body(draft))})
+
+
+def _scope(*, estate: Estate, order: list[str], limit: Sequence[str] | None) -> tuple[str, ...]:
+    """The sites this plan may change, in rollout order: every site, or those of `limit`."""
+    if limit is None:
+        return tuple(order)
+    names = {s.name for s in estate.sites}
+    for name in limit:
+        if name not in names:
+            raise PlanRefused("limit-sites-exist", f"--limit names {name!r}, not a site of estate {estate.name} "
+                              f"(sites: {', '.join(s.name for s in estate.sites)})")
+    if not limit:
+        raise PlanRefused("limit-sites-exist", "--limit names no site")
+    return tuple(s for s in order if s in limit)
+
+
+def _canary(*, estate: Estate, rollout: RolloutSection, target: str, scope: tuple[str, ...],
+            to_change: list[str]) -> str:
+    """The canary: rollout.canary, else the first site of the order (of the limited sites)."""
+    if rollout.canary is None or rollout.canary in scope:
+        return rollout.canary or scope[0]
+    if estate.site(rollout.canary).releases != {target}:
+        raise PlanRefused("canary-first", f"the canary {rollout.canary} is outside --limit and does not run "
+                          f"{target} yet: every rollout of a release starts with its canary",
+                          hint=f"add {rollout.canary} to --limit, or take it first: --limit {rollout.canary}")
+    # The policy's canary has run the release already: this limited run's first wave is its canary.
+    return to_change[0] if to_change else scope[0]
 
 
 def _check_request(*, estate: Estate, rollout: RolloutSection, target: str) -> None:
@@ -201,8 +254,9 @@ def _order(*, estate: Estate, rollout: RolloutSection) -> list[str]:
 
 
 def _reserve(*, estate: Estate, rollout: RolloutSection, target: str, canary: str,
-             to_change: list[str]) -> tuple[str, ...]:
-    """The reserve sites, in rollout order: explicit, else the last K sites to change (never the canary)."""
+             to_change: list[str], held: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The reserve sites, in rollout order: explicit, else the last K sites to change (never the canary).
+    `held` are sites outside a limit that keep their release: they count towards K."""
     res = rollout.reserve
     names = [s.name for s in estate.sites]
     for name in res.site_names:
@@ -214,12 +268,17 @@ def _reserve(*, estate: Estate, rollout: RolloutSection, target: str, canary: st
     if not to_change:
         return ()
     for name in res.site_names:
-        if name not in to_change:
+        if name not in to_change and name not in held:
             raise PlanRefused("known-good-reserve", f"reserve site {name} already runs {target}: it cannot keep "
                               "a known-good release")
-    if res.sites >= len(to_change) and res.sites > 0:
-        raise PlanRefused("known-good-reserve", f"rollout.reserve.sites is {res.sites} but {len(to_change)} "
-                          f"site(s) need {target}: at least one must change (and bake) before the reserve",
+    # The reserve sites this plan must hold back itself: K less those a limit leaves untouched.
+    inside = [s for s in to_change if s in res.site_names] if res.site_names else []
+    need = len(inside) if res.site_names else max(0, res.sites - len(held))
+    if need >= len(to_change) and need > 0:
+        held_note = f" ({len(held)} more kept outside --limit)" if held else ""
+        raise PlanRefused("known-good-reserve", f"rollout.reserve.sites is {res.sites}{held_note} but "
+                          f"{len(to_change)} site(s) need {target}: at least one must change (and bake) before the "
+                          "reserve",
                           hint="a last site may be changed alone with rollout.reserve.sites: 0" if
                           len(to_change) == 1 else None)
     if res.sites < 1 and len(to_change) > 1:
@@ -230,9 +289,9 @@ def _reserve(*, estate: Estate, rollout: RolloutSection, target: str, canary: st
         raise PlanRefused("known-good-reserve", "rollout.reserve.fleet_bake_s is 0: a reserve that does not wait "
                           "for the fleet-wide bake protects nothing")
     if res.site_names:
-        return tuple(s for s in to_change if s in res.site_names)
+        return tuple(inside)
     candidates = [s for s in to_change if s != canary]
-    return tuple(candidates[len(candidates) - res.sites:]) if res.sites else ()
+    return tuple(candidates[len(candidates) - need:]) if need else ()
 
 
 def _bake(*, rollout: RolloutSection, site: str, canary: bool) -> float:

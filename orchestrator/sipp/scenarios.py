@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from pathlib import Path
 
@@ -36,15 +36,62 @@ def sipp_binary() -> str:
     return procs.require_binary("sipp", package="sip-tester")
 
 
-def start_psap(*, address: str, workdir: Path, log: Path, port: int = 5060) -> int:
-    """Start a PSAP simulator answering every call on address:port; returns its pid."""
+_REJECT = """  <nop next="end"/>
+  <label id="reject"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 503 Service Unavailable
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]psap[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <label id="end"/>
+"""
+
+
+def noisy_psap_scenario(*, failure: float, delay_ms: int) -> str:
+    """The PSAP scenario with background noise, as on a real network: a fraction `failure`
+    of calls rejected at random with 503 (SIPp's `chance` branch), and a uniform 0..delay_ms
+    pause before answering. failure=0 and delay_ms=0 give the stock scenario's behaviour."""
+    if not 0 <= failure < 1:
+        raise ValueError(f"background failure {failure} is not in [0, 1)")
+    if delay_ms < 0:
+        raise ValueError(f"background delay {delay_ms} ms is negative")
+    text = scenario(PSAP_SCENARIO).read_text()
+    head = '  <recv request="INVITE" crlf="true"/>\n'
+    tail = '  <!-- Keep the call a while to absorb a retransmitted BYE. -->\n'
+    assert head in text and tail in text, "psap_uas.xml changed: update noisy_psap_scenario"
+    noise = ""
+    if failure > 0:
+        noise += f'  <nop next="reject" chance="{failure:.6f}"/>\n'
+    if delay_ms > 0:
+        noise += f'  <pause distribution="uniform" min="0" max="{int(delay_ms)}"/>\n'
+    text = text.replace(head, head + noise, 1)
+    if failure > 0:
+        text = text.replace(tail, _REJECT + tail, 1)
+    return text
+
+
+def start_psap(*, address: str, workdir: Path, log: Path, port: int = 5060, wrap: Sequence[str] = (),
+               bound: Callable[[], bool] | None = None, scenario_file: Path | None = None) -> int:
+    """Start a PSAP simulator answering every call on address:port; returns its pid.
+
+    `wrap`: an argv prefix that execs SIPp elsewhere (e.g. nsenter into a lab machine's
+    network namespace); `bound` then says whether it listens (this process cannot see it)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sipp_binary(), "-sf", str(scenario(PSAP_SCENARIO)), "-i", address, "-p", str(port),
-            "-bind_local", "-nostdin", "-cp", str(procs.free_udp_port("127.0.0.1")),
-            "-max_socket", "2048"]
+    # SIPp's control port on loopback: inside `wrap` that is the namespace's own loopback
+    control = procs.free_udp_port("127.0.0.1") if not wrap else port + 1000
+    argv = [*wrap, sipp_binary(), "-sf", str(scenario_file or scenario(PSAP_SCENARIO)), "-i", address, "-p", str(port),
+            "-bind_local", "-nostdin", "-cp", str(control), "-max_socket", "2048"]
     pid = procs.spawn(argv, log=log, cwd=workdir)
-    if not procs.wait_for(lambda: _udp_bound(address, port) or not procs.alive(pid), timeout=5.0) \
-            or not procs.alive(pid):
+    listening = bound or (lambda: _udp_bound(address, port))
+    if not procs.wait_for(lambda: listening() or not procs.alive(pid), timeout=5.0) or not procs.alive(pid):
         raise RemoteError(f"PSAP simulator on {address}:{port} did not start: {procs.tail(log)}")
     return pid
 

@@ -10,15 +10,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import orchestrator
 from orchestrator.ansible import runner
 from orchestrator.ansible.runner import RunResult, TaskEvent
 from orchestrator.errors import RemoteError
 from orchestrator.estate.model import Estate
+from orchestrator.estate.ssh import ssh_trust
 from orchestrator.hostcheck.checks import CheckResult, check_hosts
+from orchestrator.resources import playbooks_dir
 from orchestrator.traffic.steering import TrafficSteering, wait_drained
-
-PLAYBOOKS = Path(orchestrator.__file__).resolve().parent.parent / "playbooks"
 
 
 class SiteOps:
@@ -28,16 +27,18 @@ class SiteOps:
                  work_dir: Path | None = None, on_event: Callable[[TaskEvent], None] | None = None,
                  drain_timeout_s: float = 30.0) -> None:
         self.estate = estate
-        self.inventory = inventory
+        self.inventory = inventory.absolute()
         self.steering = steering
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="callfleet-site-"))
         self.on_event = on_event
         self.drain_timeout_s = drain_timeout_s
 
     def _play(self, name: str, site: str, extra: dict[str, object], *, check: bool = False) -> RunResult:
-        return runner.run(inventory=self.inventory, playbook=PLAYBOOKS / f"{name}.yml",
+        return runner.run(inventory=self.inventory, trust=ssh_trust(self.estate),
+                          playbook=playbooks_dir() / f"{name}.yml",
                           extra_vars={"callfleet_target": site, **extra}, check=check,
-                          on_event=self.on_event, private_dir=self.work_dir / "ansible")
+                          on_event=self.on_event, private_dir=self.work_dir / "ansible",
+                          expect_hosts=frozenset(h.name for h in self.estate.site(site).hosts))
 
     def preflight(self, site: str, version: str, bundle: Path | None, *, check: bool = False) -> RunResult:
         """Reachability, disk, current release; install `version` beside it; `kamailio -c` on each host."""
@@ -46,9 +47,13 @@ class SiteOps:
             extra["callserver_bundle_dir"] = str(bundle)
         return self._play("preflight", site, extra, check=check)
 
-    def switch(self, site: str, version: str, *, check: bool = False) -> RunResult:
-        """Point `current` at `version`, restart through the handler, wait ready, verify."""
-        return self._play("upgrade", site, {"callserver_target_release": version}, check=check)
+    def switch(self, site: str, version: str, *, digest: str | None = None, check: bool = False) -> RunResult:
+        """Re-verify `version` on each host (against `digest`, the verified manifest's sha256,
+        when given), point `current` at it, restart through the handler, wait ready, verify."""
+        extra: dict[str, object] = {"callserver_target_release": version}
+        if digest is not None:
+            extra["callserver_bundle_digest"] = digest
+        return self._play("upgrade", site, extra, check=check)
 
     def rollback(self, site: str) -> RunResult:
         """Put back the release each host recorded as previous."""
@@ -56,7 +61,7 @@ class SiteOps:
 
     def postcheck(self, site: str, version: str) -> list[CheckResult]:
         """testinfra host checks of every host of the site, expecting `version`."""
-        return check_hosts(self.inventory, self.estate.site(site).hosts, version)
+        return check_hosts(self.estate, self.estate.site(site).hosts, version)
 
     def drain(self, site: str) -> float:
         """Drain the site and wait (bounded) until its calls in flight have ended."""

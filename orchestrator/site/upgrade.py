@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import CallfleetError, RemoteError, RollbackFailed, RolledBack
-from orchestrator.release.bundle import require_verified
+from orchestrator.release.bundle import bundle_digest, require_verified
 from orchestrator.site.ops import SiteOps, failures_text, require_ok
 
 Outcome = Literal["upgraded", "unchanged", "would-change", "rolled-back"]
@@ -94,7 +94,7 @@ def upgrade_site(ops: SiteOps, *, site: str, version: str, bundle: Path, check: 
 
     try:
         t = time.monotonic()
-        result = ops.switch(site, version)
+        result = ops.switch(site, version, digest=bundle_digest(bundle))
         steps.record("switch", t, result.succeeded, failures_text(result) if not result.succeeded else "")
         require_ok(result, f"switch of {site} to {version}")
         t = time.monotonic()

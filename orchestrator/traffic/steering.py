@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator import kamrpc
 from orchestrator.errors import InvalidInput, RemoteError
 from orchestrator.estate.model import Estate
+from orchestrator.traffic.edge import EdgeShell, SshEdge
 
 DISPATCHER_SET = "1"
 
@@ -65,27 +64,25 @@ _LINE = re.compile(r"^(?P<set>\d+)\s+(?P<uri>\S+)\s+(?P<flags>\d+)\s+(?P<prio>\d
 class KamailioDispatcher:
     """Steering through the edge's Kamailio dispatcher (algorithm 11, `rweight`).
 
-    The list file is the durable record (it survives an edge restart); drains take
-    effect at once with `dispatcher.set_state`, weight changes with a reload.
+    The list file on the edge host is the durable record (it survives an edge restart);
+    drains take effect at once with `dispatcher.set_state`, weight changes with a
+    reload there. The edge is reached through an EdgeShell (SSH in production and in
+    the lab alike), never through a local socket or file.
     """
 
-    def __init__(self, estate: Estate) -> None:
-        if estate.edge is None or not estate.edge.control_socket or not estate.edge.dispatcher_list:
-            raise InvalidInput("the inventory's edge_router needs control_socket and dispatcher_list "
-                               "for dispatcher steering")
+    def __init__(self, estate: Estate, edge: EdgeShell) -> None:
+        if estate.edge is None:
+            raise InvalidInput("the inventory names no edge_router: traffic steering needs one")
         self._estate = estate
-        self._socket = estate.edge.control_socket
-        self._list = Path(estate.edge.dispatcher_list)
+        self._edge = edge
+        self._list = estate.edge.dispatcher_list
 
     # -- the list file ---------------------------------------------------------------
     def _read(self) -> dict[str, tuple[int, bool]]:
         """site -> (weight, drained), from the list file."""
         sites: dict[str, tuple[int, bool]] = {}
         host_site = {h.sip_uri: h.site for h in self._estate.hosts}
-        try:
-            text = self._list.read_text()
-        except FileNotFoundError:
-            raise RemoteError(f"edge dispatcher list {self._list} is missing") from None
+        text = self._edge.read_file(self._list)
         for line in text.splitlines():
             m = _LINE.match(line.strip())
             if not m or m["uri"] not in host_site:
@@ -101,9 +98,7 @@ class KamailioDispatcher:
             for host in site.hosts:
                 lines.append(f"{DISPATCHER_SET} {host.sip_uri} {1 if drained else 0} 0 "
                              f"duid={host.name};rweight={weight};site={site.name}")
-        tmp = self._list.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(self._list)  # atomic: the edge never reads half a list
+        self._edge.write_file(self._list, "\n".join(lines) + "\n")  # atomic on the edge host
 
     # -- TrafficSteering -------------------------------------------------------------
     def state(self) -> dict[str, SiteTraffic]:
@@ -123,7 +118,7 @@ class KamailioDispatcher:
 
     def _set_state(self, site: str, state: str) -> None:
         for host in self._estate.site(site).hosts:
-            kamrpc.rpc(self._socket, "dispatcher.set_state", state, DISPATCHER_SET, host.sip_uri)
+            self._edge.rpc("dispatcher.set_state", state, DISPATCHER_SET, host.sip_uri)
 
     def drain(self, site: str) -> None:
         """Mark the site's destinations inactive: algorithm 11 skips them at once."""
@@ -157,7 +152,7 @@ class KamailioDispatcher:
     def _reload(self) -> None:
         for attempt in range(4):
             try:
-                kamrpc.rpc(self._socket, "dispatcher.reload")
+                self._edge.rpc("dispatcher.reload")
                 return
             except RemoteError as exc:
                 # reload_delta refuses a reload within a second of the last one
@@ -171,14 +166,19 @@ class KamailioDispatcher:
         self._site(site)
         total = 0
         for host in self._estate.site(site).hosts:
-            out = kamrpc.rpc(self._socket, "dlg.profile_get_size", "dest", host.sip_uri)
+            out = self._edge.rpc("dlg.profile_get_size", "dest", host.sip_uri)
             total += int(out.strip().splitlines()[-1]) if out.strip() else 0
         return total
 
     def live_flags(self) -> dict[str, str]:
         """host URI -> dispatcher flags as the edge holds them now (A active, I inactive)."""
-        out = kamrpc.rpc(self._socket, "dispatcher.list")
+        out = self._edge.rpc("dispatcher.list")
         return dict(re.findall(r"URI: (\S+)\s+FLAGS: (\S+)", out))
+
+
+def dispatcher_for(estate: Estate) -> KamailioDispatcher:
+    """The estate's steering: its edge's dispatcher, reached over SSH."""
+    return KamailioDispatcher(estate, SshEdge(estate))
 
 
 def wait_drained(steering: TrafficSteering, site: str, *, timeout_s: float,

@@ -1,39 +1,120 @@
-"""The watch journal: SQLite in WAL mode, beside the rollout journal but in its own file.
+"""The watch journal, in a store (orchestrator.store): a SQLite file in WAL mode beside the
+rollout journal (its own file), or a PostgreSQL database shared by several watchers.
 
 Every incident change, every steering action (before and after), every alert handed to
 the notifier is an event; the core's state (open incidents, hysteresis counters, the sites
 the watch drained) is saved after each round, so a restarted watch resumes its incidents
 and still knows which drains are its own. One row holds the owner, so two supervisors never
-steer the same estate at once.
+steer the same estate at once; for several watchers on one store, the leader lease
+(`lead`) decides which one acts, and `act_once` makes each action happen once whoever
+leads (orchestrator.watch.leader).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.engine import Connection
 
-from orchestrator import procs
-from orchestrator.errors import InvalidInput
+from orchestrator.errors import CallfleetError, InvalidInput
+from orchestrator.store import leases
+from orchestrator.store import url as store_url
+from orchestrator.store.db import Store
+from orchestrator.store.lease import Decision, Holder
+from orchestrator.store.migrate import Migration, sql_steps, upgrade
 from orchestrator.watch.model import WatchState
+from orchestrator.watch.stats import Counts, Outcome, Source, Tally
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS watch_events (
+COMPONENT = "watch"
+LEADER_LEASE = "watch-leader"
+
+
+def _lease_tables(conn: Connection, backend: store_url.Backend) -> None:
+    for stmt in leases.ddl(backend):
+        conn.exec_driver_sql(stmt)
+
+
+MIGRATIONS = (
+    Migration(version=1, description="events, saved state, the single owner", apply=sql_steps(
+        sqlite=["""CREATE TABLE IF NOT EXISTS watch_events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, round INTEGER NOT NULL,
-  kind TEXT NOT NULL, site TEXT, incident TEXT, data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS watch_state (id INTEGER PRIMARY KEY CHECK (id = 1), ts REAL NOT NULL, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS watch_owner (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL,
-  host TEXT NOT NULL, since REAL NOT NULL);
-"""
+  kind TEXT NOT NULL, site TEXT, incident TEXT, data TEXT NOT NULL)""",
+                "CREATE TABLE IF NOT EXISTS watch_state (id INTEGER PRIMARY KEY CHECK (id = 1), ts REAL NOT NULL, "
+                "data TEXT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS watch_owner (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, "
+                "host TEXT NOT NULL, since REAL NOT NULL)"],
+        postgresql=["""CREATE TABLE IF NOT EXISTS watch_events (
+  seq BIGSERIAL PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, round INTEGER NOT NULL,
+  kind TEXT NOT NULL, site TEXT, incident TEXT, data TEXT NOT NULL)""",
+                    "CREATE TABLE IF NOT EXISTS watch_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                    "ts DOUBLE PRECISION NOT NULL, data TEXT NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS watch_owner (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                    "pid INTEGER NOT NULL, host TEXT NOT NULL, since DOUBLE PRECISION NOT NULL)"])),
+    Migration(version=2, description="the leader lease and the actions taken (idempotency keys)",
+              apply=_lease_tables),
+    Migration(version=3, description="call statistics per interval, site, number and source; the live cursor",
+              apply=sql_steps(
+        sqlite=["""CREATE TABLE IF NOT EXISTS watch_tally (
+  start REAL NOT NULL, interval_s REAL NOT NULL, site TEXT NOT NULL, number TEXT NOT NULL, source TEXT NOT NULL,
+  attempts REAL NOT NULL, answered REAL NOT NULL, user_busy REAL NOT NULL, no_answer REAL NOT NULL,
+  rejected REAL NOT NULL, abandoned REAL NOT NULL, redirected REAL NOT NULL, network_failure REAL NOT NULL,
+  causes TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (start, site, number, source))""",
+                "CREATE TABLE IF NOT EXISTS watch_tally_cursor (site TEXT PRIMARY KEY, until REAL NOT NULL)"],
+        postgresql=["""CREATE TABLE IF NOT EXISTS watch_tally (
+  start DOUBLE PRECISION NOT NULL, interval_s DOUBLE PRECISION NOT NULL, site TEXT NOT NULL, number TEXT NOT NULL,
+  source TEXT NOT NULL, attempts DOUBLE PRECISION NOT NULL, answered DOUBLE PRECISION NOT NULL,
+  user_busy DOUBLE PRECISION NOT NULL, no_answer DOUBLE PRECISION NOT NULL, rejected DOUBLE PRECISION NOT NULL,
+  abandoned DOUBLE PRECISION NOT NULL, redirected DOUBLE PRECISION NOT NULL,
+  network_failure DOUBLE PRECISION NOT NULL, causes TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (start, site, number, source))""",
+                    "CREATE TABLE IF NOT EXISTS watch_tally_cursor (site TEXT PRIMARY KEY, "
+                    "until DOUBLE PRECISION NOT NULL)"])),
+)
+TALLY_TABLE = "watch_tally"
+_OUTCOMES = tuple(o.value for o in Outcome)
+
+
+def _tally(row: Any) -> Tally:
+    return Tally(start=row["start"], interval_s=row["interval_s"], site=row["site"], number=row["number"],
+                 source=Source(row["source"]),
+                 counts=Counts(attempts=row["attempts"], causes=json.loads(row["causes"]),
+                               **{o: row[o] for o in _OUTCOMES}))
+
+
+def read_tallies(location: Path | str, *, start: float, end: float) -> tuple[list[Tally], bool]:
+    """The statistics rows of [start, end) from a watch journal, read-only (never created or
+    migrated); False when the journal predates the statistics (no rows, nothing wrong).
+    InvalidInput for a missing or unreadable journal."""
+    url = store_url.parse(location)
+    where = url.display()
+    if url.backend is store_url.Backend.SQLITE and not url.file.is_file():
+        raise InvalidInput(f"{where}: no watch journal here", hint="`callfleet watch` creates it (--journal)")
+    store = Store(url, component=COMPONENT, read_only=True)
+    try:
+        with store.read() as db:
+            if TALLY_TABLE not in store.table_names(db):
+                return [], False
+            rows = db.execute(sa.text(f"SELECT * FROM {TALLY_TABLE} WHERE start >= :a AND start < :b "
+                                      "ORDER BY start, site, number, source"), {"a": start, "b": end}).mappings().all()
+            return [_tally(r) for r in rows], True
+    except (sa.exc.SQLAlchemyError, ValueError, ValidationError) as exc:
+        raise InvalidInput(f"{where}: cannot read the watch journal's statistics ({exc})") from None
+    finally:
+        store.dispose()
+
+
+class NotLeader(CallfleetError):
+    """This watcher no longer holds the leader lease: it must not act."""
+
+    exit_code = 9
 
 
 class WatchEvent(BaseModel):
@@ -49,109 +130,142 @@ class WatchEvent(BaseModel):
     data: dict[str, Any]
 
 
-def default_path(inventory: Path) -> Path:
-    """$CALLFLEET_WATCH_JOURNAL, else .callfleet/watch.sqlite beside the inventory (where the
-    rollout journal lives too)."""
+def default_path(inventory: Path) -> str:
+    """$CALLFLEET_WATCH_JOURNAL (a file or a store URL), else .callfleet/watch.sqlite beside
+    the inventory (where the rollout journal lives too)."""
     env = os.environ.get("CALLFLEET_WATCH_JOURNAL")
-    return Path(env) if env else inventory.resolve().parent / ".callfleet" / "watch.sqlite"
+    return env or str(inventory.resolve().parent / ".callfleet" / "watch.sqlite")
 
 
 class WatchJournal:
-    """The journal file of one supervised estate."""
+    """The journal of one supervised estate (created when absent)."""
 
-    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
-        self.path = path
+    def __init__(self, location: Path | str, *, clock: Any = time.time) -> None:
+        self.url = store_url.parse(location)
+        self.where = self.url.display()
         self._clock = clock
+        self.store = Store(self.url, component=COMPONENT)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = self._connect()
-            try:
-                db.executescript(SCHEMA)  # its own transaction (executescript commits first)
-            finally:
-                db.close()
-        except (OSError, sqlite3.Error) as exc:
-            raise InvalidInput(f"{path}: cannot open the watch journal ({exc})") from None
+            if self.url.backend is store_url.Backend.SQLITE:
+                self.url.file.parent.mkdir(parents=True, exist_ok=True)
+            with self.store.write() as conn:
+                upgrade(self.store, conn, COMPONENT, MIGRATIONS)
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            raise InvalidInput(f"{self.where}: cannot open the watch journal ({exc})") from None
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # an action on disk survives a power cut, not just a kill
-        db.row_factory = sqlite3.Row
-        return db
+    @property
+    def path(self) -> Path:
+        """The SQLite file (a PostgreSQL journal has none)."""
+        return self.url.file
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
+    def _tx(self) -> Iterator[Connection]:
+        with self.store.write() as conn:
+            yield conn
 
-    # -- owner ---------------------------------------------------------------------
-    def acquire(self) -> None:
-        """Become the estate's only supervisor; InvalidInput names a live one already running."""
-        me, host = os.getpid(), socket.gethostname()
+    # -- leader lease (several watchers) ----------------------------------------------
+    def lead(self, *, me: Holder, ttl_s: float) -> Decision:
+        """Take or renew the leader lease, or learn who holds it (times: the database's clock)."""
         with self._tx() as db:
-            row = db.execute("SELECT pid, host, since FROM watch_owner WHERE id=1").fetchone()
-            # A holder on another machine cannot be checked from here: trust it.
-            if row is not None and (row["pid"], row["host"]) != (me, host) \
-                    and (row["host"] != host or procs.alive(int(row["pid"]))):
-                raise InvalidInput(f"another watch (pid {row['pid']} on {row['host']}, since "
-                                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['since']))}) "
-                                   f"supervises this estate through {self.path}",
-                                   hint="stop it first, or give this one another --journal")
-            db.execute("INSERT OR REPLACE INTO watch_owner(id, pid, host, since) VALUES (1,?,?,?)",
-                       (me, host, self._clock()))
+            return leases.acquire(self.store, db, LEADER_LEASE, me=me, ttl_s=ttl_s)
 
-    def release(self) -> None:
-        """Give up ownership (only our own)."""
+    def resign(self, *, me: Holder, token: int) -> None:
+        """Let a standby lead at once (a clean stop)."""
         with self._tx() as db:
-            db.execute("DELETE FROM watch_owner WHERE id=1 AND pid=? AND host=?", (os.getpid(), socket.gethostname()))
+            leases.release(db, LEADER_LEASE, me=me, token=token)
+
+    def act_once(self, key: str, *, me: Holder, token: int, data: dict[str, Any] | None = None) -> bool:
+        """Claim the action `key` as the leader under `token`: True to take it, False when it
+        was taken already (by this or an earlier leader). NotLeader when the lease is lost."""
+        with self._tx() as db:
+            if not leases.holds(self.store, db, LEADER_LEASE, token=token):
+                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {token}); it stands by")
+            return leases.claim_once(self.store, db, key, token=token, holder=me,
+                                     data=json.dumps(data or {}, default=str))
 
     # -- events --------------------------------------------------------------------
     def record(self, kind: str, *, round_no: int, site: str | None = None, incident: str | None = None,
-               data: dict[str, Any] | None = None) -> None:
-        """Append one event (committed before this returns)."""
+               data: dict[str, Any] | None = None, leader_token: int | None = None) -> None:
+        """Append one event (committed before this returns); with `leader_token`, only while
+        that lease is still this watcher's (NotLeader otherwise)."""
         with self._tx() as db:
-            db.execute("INSERT INTO watch_events(ts, round, kind, site, incident, data) VALUES (?,?,?,?,?,?)",
-                       (self._clock(), round_no, kind, site, incident, json.dumps(data or {}, default=str)))
+            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
+                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            db.execute(sa.text("INSERT INTO watch_events(ts, round, kind, site, incident, data) "
+                               "VALUES (:ts, :r, :k, :s, :i, :d)"),
+                       {"ts": self._clock(), "r": round_no, "k": kind, "s": site, "i": incident,
+                        "d": json.dumps(data or {}, default=str)})
 
     def events(self, *, kind: str | None = None, limit: int = 10_000) -> list[WatchEvent]:
         """Events in order (optionally of one kind), the last `limit`."""
-        db = self._connect()
-        try:
-            sql = "SELECT * FROM watch_events" + (" WHERE kind=?" if kind else "") + " ORDER BY seq DESC LIMIT ?"
-            rows = db.execute(sql, (kind, limit) if kind else (limit,)).fetchall()
-        finally:
-            db.close()
+        sql = "SELECT * FROM watch_events" + (" WHERE kind=:k" if kind else "") + " ORDER BY seq DESC LIMIT :n"
+        with self.store.read() as db:
+            rows = db.execute(sa.text(sql), {"k": kind, "n": limit}).mappings().all()
         return [WatchEvent(seq=r["seq"], ts=r["ts"], round=r["round"], kind=r["kind"], site=r["site"],
                            incident=r["incident"], data=json.loads(r["data"])) for r in reversed(rows)]
 
+    # -- call statistics (the monthly report) ------------------------------------------
+    def add_tallies(self, rows: list[Tally], *, live_until: dict[str, float] | None = None) -> None:
+        """Add each row's counts to its interval's (one transaction), and move the live cursor
+        of the sites counted (so a restarted watch neither counts a span twice nor skips it)."""
+        if not rows and not live_until:
+            return
+        with self._tx() as db:
+            for row in rows:
+                key = {"start": row.start, "site": row.site, "number": row.number, "source": row.source.value}
+                old = db.execute(sa.text(f"SELECT * FROM {TALLY_TABLE} WHERE start=:start AND site=:site AND "
+                                         "number=:number AND source=:source"), key).mappings().first()
+                counts = row.counts if old is None else _tally(old).counts + row.counts
+                if old is not None:
+                    db.execute(sa.text(f"DELETE FROM {TALLY_TABLE} WHERE start=:start AND site=:site AND "
+                                       "number=:number AND source=:source"), key)
+                db.execute(sa.text(f"INSERT INTO {TALLY_TABLE}(start, interval_s, site, number, source, attempts, "
+                                   f"{', '.join(_OUTCOMES)}, causes, updated) VALUES (:start, :interval_s, :site, "
+                                   f":number, :source, :attempts, {', '.join(':' + o for o in _OUTCOMES)}, "
+                                   ":causes, :updated)"),
+                           {**key, "interval_s": row.interval_s, "attempts": counts.attempts,
+                            **{o: counts.outcome(Outcome(o)) for o in _OUTCOMES},
+                            "causes": json.dumps(counts.causes, sort_keys=True), "updated": self._clock()})
+            for site, until in (live_until or {}).items():
+                db.execute(sa.text("DELETE FROM watch_tally_cursor WHERE site=:s"), {"s": site})
+                db.execute(sa.text("INSERT INTO watch_tally_cursor(site, until) VALUES (:s, :u)"),
+                           {"s": site, "u": until})
+
+    def live_cursor(self) -> dict[str, float]:
+        """Where each site's live count ended (absent: never counted)."""
+        with self.store.read() as db:
+            rows = db.execute(sa.text("SELECT site, until FROM watch_tally_cursor")).mappings().all()
+        return {r["site"]: float(r["until"]) for r in rows}
+
+    def tallies(self, *, start: float, end: float) -> list[Tally]:
+        """The statistics rows of [start, end)."""
+        with self.store.read() as db:
+            rows = db.execute(sa.text(f"SELECT * FROM {TALLY_TABLE} WHERE start >= :a AND start < :b "
+                                      "ORDER BY start, site, number, source"), {"a": start, "b": end}).mappings().all()
+        return [_tally(r) for r in rows]
+
     # -- state ---------------------------------------------------------------------
-    def save_state(self, state: WatchState) -> None:
-        """Persist the core's memory (the probe window excepted: stale after a restart)."""
+    def save_state(self, state: WatchState, *, leader_token: int | None = None) -> None:
+        """Persist the core's memory (the probe window excepted: stale after a restart); with
+        `leader_token`, only while that lease is still this watcher's (NotLeader otherwise)."""
         data = state.model_copy(update={"probes": ()}).model_dump_json()
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO watch_state(id, ts, data) VALUES (1,?,?)", (self._clock(), data))
+            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
+                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            db.execute(sa.text("DELETE FROM watch_state WHERE id=1"))
+            db.execute(sa.text("INSERT INTO watch_state(id, ts, data) VALUES (1, :ts, :d)"),
+                       {"ts": self._clock(), "d": data})
 
     def load_state(self) -> WatchState | None:
         """The last saved state, or None when none was ever saved."""
-        db = self._connect()
-        try:
-            row = db.execute("SELECT data FROM watch_state WHERE id=1").fetchone()
-        finally:
-            db.close()
+        with self.store.read() as db:
+            row = db.execute(sa.text("SELECT data FROM watch_state WHERE id=1")).mappings().first()
         if row is None:
             return None
         try:
             return WatchState.model_validate_json(row["data"])
         except ValidationError:
             # Losing it would forget which drains are the watch's own: a person must look.
-            raise InvalidInput(f"{self.path}: the saved watch state is unreadable (another version?)",
+            raise InvalidInput(f"{self.where}: the saved watch state is unreadable (another version?)",
                                hint="check which sites are drained (`callfleet lab status` or the edge), "
                                     "then move the file aside") from None

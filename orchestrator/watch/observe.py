@@ -21,6 +21,7 @@ from orchestrator.metrics.provider import MetricsProvider
 from orchestrator.policy.watch import WatchPolicy
 from orchestrator.probe.runner import check_reachable, probe_site
 from orchestrator.watch.model import Blind, LiveSample, ProbeSample
+from orchestrator.watch.stats import LiveCount
 
 
 def split_calls(total: int, parts: int) -> list[int]:
@@ -111,6 +112,20 @@ class LiveReader:
             samples.append(LiveSample(site=site, at=at, attempts=w.attempts, answered=w.answered, failed=w.failed,
                                       srd_p95_ms=w.srd_p95_ms))
         return samples, blind
+
+
+class LiveCounter:
+    """A site's live calls over an exact span (the statistics' counts: spans that follow each
+    other add up to the calls of the whole time, where the sliding windows overlap)."""
+
+    def __init__(self, *, provider: MetricsProvider) -> None:
+        self._provider = provider
+
+    def count(self, *, site: str, start: float, end: float) -> LiveCount:
+        """The edge's counts for `site` over [start, end)."""
+        w = self._provider.site_window(site=site, window_s=end - start, end=end)
+        return LiveCount(site=site, start=start, end=end, attempts=w.attempts, answered=w.answered,
+                         failed=w.failed, codes=dict(w.codes))
 
 
 def site_releases(estate: Estate) -> dict[str, str | None]:

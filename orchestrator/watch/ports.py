@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from orchestrator.alerting import Alert
+from orchestrator.alerting.psap import NoticeKind, PsapClock
 from orchestrator.traffic.steering import SiteTraffic
 from orchestrator.watch.model import Blind, LiveSample, ProbeSample
+from orchestrator.watch.stats import LiveCount
 
 
 class Prober(Protocol):
@@ -24,6 +27,14 @@ class Live(Protocol):
 
     def read(self, *, at: float) -> tuple[list[LiveSample], list[Blind]]:
         """Every site's live window ending at `at`."""
+        ...
+
+
+class LiveCounts(Protocol):
+    """Live call counts over an exact span, for the statistics (LiveCounter)."""
+
+    def count(self, *, site: str, start: float, end: float) -> LiveCount:
+        """The site's live calls over [start, end); CallfleetError when the backend cannot say."""
         ...
 
 
@@ -59,12 +70,30 @@ class AlertSink(Protocol):
         ...
 
 
+class PsapLedger(Protocol):
+    """Where the PSAP clocks are kept and notices claimed once (AlertStore)."""
+
+    def psap_clock(self, incident_id: str) -> PsapClock | None:
+        """The incident's clock as recorded."""
+        ...
+
+    def save_psap_clock(self, clock: PsapClock) -> PsapClock:
+        """Record it (sent times already recorded are kept); returns the merged clock."""
+        ...
+
+    def claim_psap(self, clock: PsapClock, kind: NoticeKind, *, at: datetime) -> tuple[bool, PsapClock]:
+        """Claim a notice: (whether this caller sends it, the clock)."""
+        ...
+
+
 @dataclass
 class Ports:
-    """Everything the loop touches. `live`, `steering` and `alerts` may be absent."""
+    """Everything the loop touches. `live`, `counter`, `steering` and `alerts` may be absent."""
 
     prober: Prober
     live: Live | None = None
+    counter: LiveCounts | None = None
     steering: Steering | None = None
     releases: Callable[[], tuple[dict[str, str | None], str | None]] = field(default=lambda: ({}, None))
     alerts: AlertSink | None = None
+    psap: PsapLedger | None = None  # None: no `psaps` audience, or no alert config

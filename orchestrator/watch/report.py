@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.watch.leader import Role
 from orchestrator.watch.model import Blind, Incident, IncidentEvent, IncidentKind, SiteAssessment, WatchState
 
 
@@ -37,6 +38,8 @@ class RoundReport(BaseModel):
     actions: list[dict[str, Any]] = Field(default_factory=list)
     blind: list[dict[str, Any]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    role: Role = Role.LEADER  # a standby observes nothing and acts on nothing; it waits to lead
+    leader: str | None = None  # who leads (a standby's round names it)
 
 
 class Summary(BaseModel):

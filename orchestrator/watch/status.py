@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrator.watch.leader import Role
 from orchestrator.watch.report import RoundReport
 
 _STATUS = {"ok": "[green]OK[/]", "fail": "[bold red]FAIL[/]", "unknown": "[yellow]?[/]"}
@@ -9,6 +10,8 @@ _STATUS = {"ok": "[green]OK[/]", "fail": "[bold red]FAIL[/]", "unknown": "[yello
 
 def status_line(report: RoundReport) -> str:
     """`round 7 12:00:03  site1 OK  site2 FAIL(drained) ...  | incidents: ... | actions`."""
+    if report.role is Role.STANDBY:
+        return f"round {report.round} {report.at[11:19]}  [dim]standby[/]: " + "; ".join(report.notes)
     parts = [f"round {report.round} {report.at[11:19]}"]
     for site, line in report.sites.items():
         mark = _STATUS.get(line.status, line.status)

@@ -13,29 +13,38 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from orchestrator.errors import CallfleetError
 from orchestrator.policy.watch import WatchPolicy
+from orchestrator.store import lease
+from orchestrator.store.lease import Holder
+from orchestrator.watch import leader
 from orchestrator.watch.actions import plan_actions
 from orchestrator.watch.alerts import build_alert
 from orchestrator.watch.incidents import record_action, record_hold, site_key, step
-from orchestrator.watch.journal import WatchJournal
+from orchestrator.watch.journal import NotLeader, WatchJournal
+from orchestrator.watch.leader import Change, Leadership, Role
 from orchestrator.watch.model import (
     Act,
     Blind,
     IncidentEvent,
     IncidentKind,
     LiveSample,
+    ProbeSample,
     RoundFacts,
     SiteAssessment,
     Track,
     WatchState,
 )
 from orchestrator.watch.ports import Handle, Ports
+from orchestrator.watch.psap_notices import PsapNotices
 from orchestrator.watch.report import RoundReport, Summary, build_report, incident_view
+from orchestrator.watch.stats import LiveCount, ProbeCall, live_spans, tally_round
 
 ALERT_DRAIN_S = 30.0  # at exit, how long pending alert deliveries may still take
+STATS_BACKFILL_S = 3600.0  # after a gap (watch stopped, metrics down), live calls counted this far back at most
 
 
 class Supervisor:
@@ -44,7 +53,7 @@ class Supervisor:
     def __init__(self, *, sites: Sequence[str], numbers: Sequence[str], policy: WatchPolicy, ports: Ports,
                  journal: WatchJournal, emit: Callable[[RoundReport], None] = lambda r: None,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 wait: Callable[[float], object] | None = None) -> None:
+                 wait: Callable[[float], object] | None = None, holder: Holder | None = None) -> None:
         self._sites = tuple(sites)
         self._numbers = tuple(numbers)
         self._policy = policy
@@ -57,6 +66,12 @@ class Supervisor:
         self._wait = wait or self._stop.wait
         self._handles: list[Handle] = []
         self._last_told: dict[str, str | None] = {}  # incident id -> the hold reason its last alert carried
+        # Several watchers may share one store: only the holder of the leader lease acts.
+        self._me = holder or lease.me()
+        self._role = Role.STANDBY
+        self._token: int | None = None
+        self._psap = PsapNotices(deadlines=policy.psap_notice, substitute_numbers=policy.substitute_numbers,
+                                 ports=ports, journal=journal, clock=clock)
 
     def request_stop(self) -> None:
         """End after the current round (signal handlers call this)."""
@@ -70,9 +85,9 @@ class Supervisor:
     # -- the loop ------------------------------------------------------------------
     def run(self, *, rounds: int | None = None, duration_s: float | None = None) -> Summary:
         """Supervise until `rounds` rounds or `duration_s` seconds have passed, or a stop request."""
-        self._journal.acquire()
         state = self._resume()
         self._journal.record("started", round_no=state.round, data={
+            "holder": str(self._me), "lease_s": self._policy.lease_s,
             "policy": self._policy.model_dump(mode="json"), "rounds": rounds, "duration_s": duration_s,
             "resumed_incidents": sorted(state.incidents), "drained_by_watch": state.drained_by_watch})
         start = self._monotonic()
@@ -107,7 +122,8 @@ class Supervisor:
                 "open_incidents": sorted(state.incidents)})
             if not interrupted:
                 self._flush_alerts()
-            self._journal.release()
+            if self._role is Role.LEADER and self._token is not None:
+                self._journal.resign(me=self._me, token=self._token)  # a standby leads at once
         return Summary(rounds=done, stopped_by=stopped_by,
                        open_incidents=[incident_view(i) for i in state.incidents.values()])
 
@@ -126,9 +142,48 @@ class Supervisor:
                 break
         self._handles.clear()
 
+    # -- leadership ----------------------------------------------------------------
+    def _lead(self) -> Leadership:
+        """Take or renew the leader lease (the database's clock decides), or learn who holds it."""
+        decision = self._journal.lead(me=self._me, ttl_s=self._policy.lease_s)
+        lead = leader.step(self._role, decision)
+        self._role, self._token = lead.role, lead.token
+        return lead
+
+    def _stand_by(self, state: WatchState, *, who: str | None, note: str) -> WatchState:
+        """A standby round: nothing observed (the leader's probes suffice), nothing done."""
+        self._emit(RoundReport(round=state.round, at=_iso(self._clock()), elapsed_s=0.0, sites={}, incidents=[],
+                               role=Role.STANDBY, leader=who, notes=[note]))
+        return state
+
     # -- one round -----------------------------------------------------------------
     def round(self, state: WatchState) -> WatchState:
-        """Observe, decide, act, alert, journal; returns the new state (saved)."""
+        """As the leader: observe, decide, act, alert, journal and return the new state (saved).
+        As a standby: wait for the lease (the state is reloaded from the store on taking over)."""
+        lead = self._lead()
+        if lead.change is Change.LOST_LEADERSHIP:
+            self._journal.record("leadership_lost", round_no=state.round, data={"holder": str(self._me),
+                                                                                "leader": str(lead.leader)})
+        if lead.role is Role.STANDBY:
+            return self._stand_by(state, who=str(lead.leader) if lead.leader else None,
+                                  note=f"standing by: {lead.leader or 'nobody'} leads")
+        if lead.change is Change.BECAME_LEADER:
+            # Another watcher may have led since this one last saved: act on what the store says.
+            state = self._resume()
+            self._journal.record("leading", round_no=state.round, data={"holder": str(self._me),
+                                                                        "token": lead.token})
+        try:
+            return self._lead_round(state)
+        except NotLeader as exc:
+            # Fenced: the lease lapsed mid-round (a pause, a cut-off store). Stop acting at once.
+            self._role, self._token = Role.STANDBY, None
+            return self._stand_by(state, who=None, note=exc.message)
+
+    def _record(self, kind: str, **kw: Any) -> None:
+        """A leader's journal line: written only while its lease holds (NotLeader otherwise)."""
+        self._journal.record(kind, leader_token=self._token, **kw)
+
+    def _lead_round(self, state: WatchState) -> WatchState:
         began = self._monotonic()
         now = self._clock()
         samples, blind = self._ports.prober.probe(at=now)
@@ -139,24 +194,55 @@ class Supervisor:
         traffic, steering_blind = self._traffic()
         blind += steering_blind
         facts = RoundFacts(at=now, probes=tuple(samples), live=tuple(live), blind=tuple(blind))
+        self._record_stats(state.round + 1, samples=samples, blind=blind, now=now)
         state, assessments, events = step(state, facts, sites=self._sites, numbers=self._numbers,
                                           policy=self._policy)
         n = state.round
         for ev in events:
-            self._journal.record(ev.kind, round_no=n, site=ev.incident.site, incident=ev.incident.id,
+            self._record(ev.kind, round_no=n, site=ev.incident.site, incident=ev.incident.id,
                                  data={"key": ev.incident.key, "changes": list(ev.changes),
                                        "reasons": list(ev.incident.reasons), "evidence": ev.incident.evidence})
         releases, note = self._ports.releases()
         notes = [note] if note else []
         if note:
-            self._journal.record("releases_unknown", round_no=n, data={"note": note})
+            self._record("releases_unknown", round_no=n, data={"note": note})
         state, done, extra = self._act(state, assessments=assessments, traffic=traffic, releases=releases)
         self._alert(state, events=events, done=done, extra=extra, traffic=traffic, releases=releases)
-        self._journal.save_state(state)
+        self._handles += self._psap.round(state, events=events, traffic=traffic,  # the PSAP notification clock
+                                          leader_token=self._token)
+        self._journal.save_state(state, leader_token=self._token)
         self._emit(build_report(state, assessments=assessments, events=events, done=done, blind=blind,
                                 traffic=traffic, releases=releases, notes=notes, now=now,
                                 elapsed=self._monotonic() - began))
         return state
+
+    def _record_stats(self, round_no: int, *, samples: Sequence[ProbeSample], blind: Sequence[Blind],
+                      now: float) -> None:
+        """Add this round's probe calls, and the live calls since the last count, to the statistics."""
+        interval = self._policy.stats_interval_s
+        probes = [ProbeCall(site=p.site, number=p.number, at=p.at, attempted=p.attempted, answered=p.answered,
+                            causes=dict(p.causes)) for p in samples]
+        counted: list[LiveCount] = []
+        until: dict[str, float] = {}
+        metrics_blind = {b.site for b in blind if b.source == "metrics"}
+        if self._ports.counter is not None and None not in metrics_blind:
+            cursor = self._journal.live_cursor()
+            for site in self._sites:
+                if site in metrics_blind:
+                    continue  # its window could not be read this round: counted later, from its cursor
+                spans = live_spans(since=cursor.get(site), now=now, interval_s=interval,
+                                   first_s=self._policy.interval_s, max_s=STATS_BACKFILL_S)
+                for start, end in spans:
+                    try:
+                        counted.append(self._ports.counter.count(site=site, start=start, end=end))
+                    except CallfleetError as exc:
+                        self._journal.record("stats_blind", round_no=round_no, site=site,
+                                             data={"start": start, "end": end, "error": exc.message})
+                        if site not in cursor and site not in until:
+                            until[site] = start  # a first count that failed: the next round starts here
+                        break
+                    until[site] = end
+        self._journal.add_tallies(tally_round(probes=probes, live=counted, interval_s=interval), live_until=until)
 
     def _traffic(self) -> tuple[dict[str, bool] | None, list[Blind]]:
         if self._ports.steering is None:
@@ -179,7 +265,7 @@ class Supervisor:
             for key, inc in state.incidents.items():
                 if inc.kind == IncidentKind.SITE_FAILING and inc.held != reason:
                     state = record_hold(state, key=key, reason=reason)
-                    self._journal.record("drain_held", round_no=n, site=inc.site, incident=inc.id,
+                    self._record("drain_held", round_no=n, site=inc.site, incident=inc.id,
                                          data={"reason": reason})
             return state, done, extra
         acts, holds = plan_actions(state, assessments=assessments, drained=traffic, releases=releases,
@@ -188,10 +274,10 @@ class Supervisor:
             key = site_key(hold.site)
             if state.incidents[key].held != hold.reason:
                 state = record_hold(state, key=key, reason=hold.reason)
-                self._journal.record("drain_held", round_no=n, site=hold.site, incident=hold.incident,
+                self._record("drain_held", round_no=n, site=hold.site, incident=hold.incident,
                                      data={"reason": hold.reason})
         for act in acts:
-            ok, error = self._apply(act, round_no=n, releases=releases)
+            ok, error = self._apply(act, round_no=n, releases=releases, traffic=traffic)
             done.append({"action": act.kind, "site": act.site, "incident": act.incident, "failover": act.failover,
                          "reason": act.reason, "ok": ok, "error": error})
             if not ok:
@@ -210,24 +296,34 @@ class Supervisor:
                 if act.kind == "undrain":
                     extra.setdefault(act.incident, []).append("undrained")
             # At once, not at the end of the round: a killed watch must still know its own drains.
-            self._journal.save_state(state)
+            self._journal.save_state(state, leader_token=self._token)
         return state, done, extra
 
-    def _apply(self, act: Act, *, round_no: int, releases: dict[str, str | None]) -> tuple[bool, str | None]:
-        """Run one action between its journal lines."""
+    def _apply(self, act: Act, *, round_no: int, releases: dict[str, str | None],
+               traffic: dict[str, bool]) -> tuple[bool, str | None]:
+        """Run one action between its journal lines, once per incident and site across leaders."""
         data = {"reason": act.reason, "failover": act.failover, "release": releases.get(act.site)}
         if act.kind == "forget":
-            self._journal.record("drain_forgotten", round_no=round_no, site=act.site, incident=act.incident, data=data)
+            self._record("drain_forgotten", round_no=round_no, site=act.site, incident=act.incident, data=data)
             return True, None
         assert self._ports.steering is not None  # no plan without steering
-        self._journal.record(f"{act.kind}_before", round_no=round_no, site=act.site, incident=act.incident, data=data)
+        assert self._token is not None  # only a leader acts
+        key = leader.action_key(incident=act.incident, kind=act.kind, site=act.site)
+        # Claimed by an earlier leader: its effect on the edge says whether it got that far; if
+        # so it is not done again, if it died between claim and act this leader acts.
+        if not self._journal.act_once(key, me=self._me, token=self._token, data=data) \
+                and traffic.get(act.site) == (act.kind == "drain"):
+            self._record(f"{act.kind}_already_taken", round_no=round_no, site=act.site,
+                         incident=act.incident, data=data)
+            return True, None
+        self._record(f"{act.kind}_before", round_no=round_no, site=act.site, incident=act.incident, data=data)
         try:
             (self._ports.steering.drain if act.kind == "drain" else self._ports.steering.undrain)(act.site)
         except CallfleetError as exc:
-            self._journal.record(f"{act.kind}_failed", round_no=round_no, site=act.site, incident=act.incident,
+            self._record(f"{act.kind}_failed", round_no=round_no, site=act.site, incident=act.incident,
                                  data={**data, "error": exc.message})
             return False, exc.message
-        self._journal.record(f"{act.kind}_after", round_no=round_no, site=act.site, incident=act.incident, data=data)
+        self._record(f"{act.kind}_after", round_no=round_no, site=act.site, incident=act.incident, data=data)
         return True, None
 
     # -- alerts --------------------------------------------------------------------
@@ -266,12 +362,18 @@ class Supervisor:
             data = {"alert": alert.kind.value, "severity": alert.severity.value, "dedupe_key": alert.dedupe_key,
                     "actions": [a.value for a in alert.actions]}
             if self._ports.alerts is None:
-                self._journal.record("alert_not_sent", round_no=state.round, site=inc.site, incident=inc.id,
+                self._record("alert_not_sent", round_no=state.round, site=inc.site, incident=inc.id,
                                      data={**data, "reason": "no alert config"})
+                continue
+            assert self._token is not None  # only a leader alerts
+            # One alert per incident change across leaders: a new leader that replays the round
+            # its predecessor died in (same round number, same events) does not send it again.
+            if not self._journal.act_once(f"alert/{inc.id}/{ev.kind}/{state.round}", me=self._me,
+                                          token=self._token, data=data):
                 continue
             self._handles = [h for h in self._handles if not _done(h)]
             self._handles.append(self._ports.alerts.submit(alert))
-            self._journal.record("alert_submitted", round_no=state.round, site=inc.site, incident=inc.id, data=data)
+            self._record("alert_submitted", round_no=state.round, site=inc.site, incident=inc.id, data=data)
 
     def _healthy_release(self, state: WatchState, *, traffic: dict[str, bool] | None,
                          releases: dict[str, str | None]) -> str | None:
@@ -281,5 +383,9 @@ class Supervisor:
         return counts.most_common(1)[0][0] if counts else None
 
     # -- report --------------------------------------------------------------------
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
 def _done(handle: Handle) -> bool:
     return handle.wait(0)

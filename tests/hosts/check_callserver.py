@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.estate.model import Host
+from orchestrator.estate.model import Estate, Host
 from orchestrator.hostcheck.checks import CHECKS
 
 
 @pytest.mark.parametrize("check", list(CHECKS))
-def test_callserver(callserver: tuple[Any, Host, str], check: str) -> None:
-    th, host, expected = callserver
-    ok, detail = CHECKS[check](th, host, expected)
+def test_callserver(callserver: tuple[Any, Estate, Host, str], check: str) -> None:
+    th, estate, host, expected = callserver
+    ok, detail = CHECKS[check](th, estate, host, expected)
     assert ok, f"{host.name}: {check}: {detail} (expected release {expected})"

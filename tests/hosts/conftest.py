@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from orchestrator.estate.inventory import load_inventory
-from orchestrator.estate.model import Host
+from orchestrator.estate.model import Estate, Host
+from orchestrator.hostcheck.checks import testinfra_host
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,9 +25,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture
-def callserver(host: Any, request: pytest.FixtureRequest) -> tuple[Any, Host, str]:
-    """(testinfra host, estate Host, expected release) for the host under test."""
+def callserver(host: Any, request: pytest.FixtureRequest) -> tuple[Any, Estate, Host, str]:
+    """(testinfra host, estate, estate Host, expected release) for the host under test.
+
+    testinfra's `--hosts` picks the hosts; the connection is callfleet's own, built from the
+    estate (its known_hosts, strict checking, no ~/.ssh/config), so the checks cannot run
+    against a host whose key does not verify, whatever the inventory's ssh arguments say."""
     inventory = Path(request.config.getoption("ansible_inventory"))
-    estate_host = load_inventory(inventory).host(host.backend.host)
+    estate = load_inventory(inventory)
+    estate_host = estate.host(host.backend.host)
     expected = request.config.getoption("--expected-release") or estate_host.release
-    return host, estate_host, expected
+    return testinfra_host(estate, estate_host), estate, estate_host, expected

@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from orchestrator.cli import alert_cmd
+from orchestrator.schemas import validate
 from tests.integration_alerting.conftest import SECRETS, config_doc
 from tests.integration_alerting.servers import HttpReceiver, free_port
 
@@ -33,13 +34,16 @@ def test_alert_test_sends_and_incidents_lists_it(tmp_path: Path, http: HttpRecei
     res = runner.invoke(cli, ["alert", "test", "--channel", "ops-chat", "--config", str(cfg), "--json"], env=SECRETS)
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
+    validate("alert-test", out)
     assert out["ok"] and out["deliveries"][0]["state"] == "sent"
     [hit] = http.hits
     assert "Test d'alerte" in hit.body["text"]
 
     res = runner.invoke(cli, ["incidents", "--config", str(cfg), "--json"], env={})  # no secret needed to list
     assert res.exit_code == 0, res.output
-    [incident] = json.loads(res.stdout)["incidents"]
+    listed = json.loads(res.stdout)
+    validate("incidents", listed)
+    [incident] = listed["incidents"]
     assert incident["incident_id"] == "test"
     assert [n["state"] for n in incident["notifications"]] == ["sent"]
 

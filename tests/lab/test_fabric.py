@@ -3,7 +3,7 @@ the worst exit code, diagnostics, and host keys that are refused when unknown or
 
 Sites 5 and 6 are used so these tests never race the upgrade tests on the first sites.
 The remote shell tells which host it runs on from $SSH_CONNECTION (its third word is the
-address the client connected to): every lab host shares one filesystem and hostname.
+address the client connected to).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typer.testing import CliRunner
 from orchestrator.errors import InvalidInput, RemoteError
 from orchestrator.estate.model import Estate
 from orchestrator.fabricops import diag, run_on_hosts, select_hosts
+from orchestrator.fabricops.connect import host_label
 from orchestrator.fabricops.diag import host_diag, parse_dialog_stats, parse_shmmem, split_sections
 from orchestrator.fabricops.run import HostRun
-from tests.lab.conftest import Lab
+from orchestrator.schemas import validate
+from tests.lab.conftest import Lab, host_service, on_host
 
 WHERE = 'set -- $SSH_CONNECTION; addr=$3'  # the lab address this session reached
 
@@ -59,8 +61,7 @@ def impostor_known_hosts(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> 
     d = tmp_path_factory.mktemp("fabric-impostor")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "other")], check=True)
     key_type, key = (d / "other.pub").read_text().split()[:2]
-    (d / "known_hosts").write_text("".join(f"[{h.address}]:{h.ssh_port} {key_type} {key}\n"
-                                           for h in lab.estate.hosts))
+    (d / "known_hosts").write_text("".join(f"{h.address} {key_type} {key}\n" for h in lab.estate.hosts))
     return d / "known_hosts"
 
 
@@ -105,34 +106,37 @@ def test_rpc_errors_with_exit_0_and_log_lines_that_look_like_markers(lab: Lab) -
 def test_run_on_a_site_runs_on_both_hosts_and_keeps_the_worst_exit(lab: Lab) -> None:
     hosts = select_hosts(estate=lab.estate, sites=["site5"])
     assert [h.name for h in hosts] == ["site5-cs1", "site5-cs2"]
-    # Host .1 exits 1, host .2 exits 2: each result must carry its own host's output.
+    # Each host exits with the last byte of its address: each result must carry its own host's output.
     report = run_on_hosts(estate=lab.estate, hosts=hosts, command=f'{WHERE}; echo "on $addr"; exit ${{addr##*.}}')
     assert [(r.host, r.exit_code, r.stdout.strip(), r.failure) for r in report.results] == [
         (h.name, int(str(h.address).rsplit(".", 1)[1]), f"on {h.address}", None) for h in hosts]
-    assert report.exit_code == 2
+    assert report.exit_code == max(int(str(h.address).rsplit(".", 1)[1]) for h in hosts)
     assert [r.host for r in report.failed] == ["site5-cs1", "site5-cs2"]
 
 
-def test_exec_groups_output_per_host_and_fails_where_the_marker_is_missing(lab: Lab, tmp_path: Path) -> None:
+def test_exec_groups_output_per_host_and_fails_where_the_marker_is_missing(lab: Lab) -> None:
     cs1, cs2 = lab.estate.site("site5").hosts
-    (tmp_path / str(cs1.address)).touch()  # only site5-cs1 finds its marker
+    marker = "/var/tmp/callfleet-exec-marker"
+    on_host(lab, cs1.name, f"touch {marker}")  # only site5-cs1 finds its marker
     res = invoke("exec", "-i", str(lab.inventory), "--site", "site5", "--",
-                 f'{WHERE}; echo "marker check on $addr"; test -e {tmp_path}/$addr')
+                 f'{WHERE}; echo "marker check on $addr"; test -e {marker}')
     assert res.exit_code == 1, res.output
     out = res.stdout
     i1, i2 = out.index(f"{cs1.name} {cs1.address} exit 0"), out.index(f"{cs2.name} {cs2.address} exit 1")
     # Each host's line sits under its own header.
     assert i1 < out.index(f"marker check on {cs1.address}") < i2 < out.index(f"marker check on {cs2.address}")
     assert "2 host(s): 1 ok, failed: site5-cs2; exit 1" in out
-    (tmp_path / str(cs2.address)).touch()
-    again = invoke("exec", "-i", str(lab.inventory), "--site", "site5", "--", f"{WHERE}; test -e {tmp_path}/$addr")
+    on_host(lab, cs2.name, f"touch {marker}")
+    again = invoke("exec", "-i", str(lab.inventory), "--site", "site5", "--", f"test -e {marker}")
     assert again.exit_code == 0, again.output
+    invoke("exec", "-i", str(lab.inventory), "--site", "site5", "--", f"rm -f {marker}")
 
 
 def test_exec_all_covers_the_twelve_hosts(lab: Lab) -> None:
     res = invoke("exec", "-i", str(lab.inventory), "--all", "--json", "--", f'{WHERE}; echo "at $addr"')
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
+    validate("exec-report", doc)
     assert doc["exit_code"] == 0
     assert len(doc["results"]) == 12
     assert {r["host"]: r["stdout"].strip() for r in doc["results"]} == \
@@ -142,9 +146,9 @@ def test_exec_all_covers_the_twelve_hosts(lab: Lab) -> None:
 def test_the_remote_commands_options_are_not_taken_for_ours(lab: Lab) -> None:
     host = lab.estate.host("site6-cs1")
     # Without `--`: `-s` here belongs to ls (sizes), not to exec (--site).
-    res = invoke("exec", "-i", str(lab.inventory), "--host", host.name, "ls", "-s", f"{host.root}/run")
+    res = invoke("exec", "-i", str(lab.inventory), "--host", host.name, "ls", "-s", f"{host.root}/releases")
     assert res.exit_code == 0, res.output
-    assert "ctl.sock" in res.stdout and "site6-cs2" not in res.stdout
+    assert "5.6.0-lab1" in res.stdout and "site6-cs2" not in res.stdout
 
 
 def test_exec_argument_errors_exit_2(lab: Lab) -> None:
@@ -179,42 +183,40 @@ def test_diag_reads_release_memory_dialogs_and_log_of_each_host(lab: Lab) -> Non
     assert report.ok
 
 
-def test_diag_cli_json_and_a_host_whose_control_socket_is_gone(lab: Lab, tmp_path: Path) -> None:
+def test_diag_cli_json_and_a_host_whose_call_server_is_stopped(lab: Lab) -> None:
     res = invoke("diag", "-i", str(lab.inventory), "--site", "site6", "--json", "--lines", "5")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
+    validate("diag-report", doc)
     assert [len(h["log_tail"]) for h in doc["hosts"]] == [5, 5]
     assert {h["running_release"] for h in doc["hosts"]} == {"5.6.0-lab1"}
-    # site6-cs2 pointed at an empty root: no control socket (kamcmd exit 255), no log.
-    site = lab.estate.site("site6")
-    broken = site.hosts[1].model_copy(update={"root": str(tmp_path)})
-    estate = lab.estate.model_copy(update={"sites": tuple(
-        s.model_copy(update={"hosts": (s.hosts[0], broken)}) if s.name == "site6" else s
-        for s in lab.estate.sites)})
-    report = diag(estate=estate, site="site6")
+    # kamailio.service stopped on site6-cs2: no control socket (kamcmd exit 255); its journal remains
+    host_service(lab, "site6-cs2", "stop")
+    try:
+        report = diag(estate=lab.estate, site="site6")
+    finally:
+        host_service(lab, "site6-cs2", "start")
     good, bad = report.hosts
     assert good.ok and good.running_release == "5.6.0-lab1"
     assert not report.ok and bad.running_release is None and bad.shmmem is None
-    assert [e.split(":")[1].strip() for e in bad.errors] == ["release", "uptime", "shmmem", "dialogs", "log"]
+    assert [e.split(":")[1].strip() for e in bad.errors] == ["release", "uptime", "shmmem", "dialogs"]
     assert all(e.startswith("site6-cs2: ") for e in bad.errors)
+    assert bad.log_tail  # the journal still tells what happened
 
 
 # --- host keys --------------------------------------------------------------------------
 
-def test_a_changed_host_key_is_refused_naming_the_host(lab: Lab, impostor_known_hosts: Path,
-                                                       tmp_path: Path) -> None:
+def test_a_changed_host_key_is_refused_naming_the_host(lab: Lab, impostor_known_hosts: Path) -> None:
     hosts = select_hosts(estate=lab.estate, sites=["site5"])
-    touch = f"{WHERE}; touch {tmp_path}/ran-$addr"
-    good = run_on_hosts(estate=lab.estate, hosts=hosts, command=touch)
-    assert good.exit_code == 0 and len(list(tmp_path.glob("ran-*"))) == 2
-    for f in tmp_path.glob("ran-*"):
-        f.unlink()
-    bad = run_on_hosts(estate=with_known_hosts(lab.estate, impostor_known_hosts), hosts=hosts, command=touch)
+    marker = "/var/tmp/callfleet-ran-on-impostor"
+    bad = run_on_hosts(estate=with_known_hosts(lab.estate, impostor_known_hosts), hosts=hosts,
+                       command=f"touch {marker}")
     assert bad.exit_code == 4
     for h, r in zip(hosts, bad.results, strict=True):
         assert r.failure == "host-key" and r.exit_code is None
-        assert (r.error or "").startswith(f"{h.name} ([{h.address}]:{h.ssh_port}): host key did not verify")
-    assert list(tmp_path.glob("ran-*")) == []  # the command never ran on an impostor
+        assert (r.error or "").startswith(f"{host_label(h)}: host key did not verify")
+    for h in hosts:  # the command never ran on an impostor
+        assert on_host(lab, h.name, f"test -e {marker} && echo ran || echo never").strip() == "never"
     with pytest.raises(RemoteError, match=r"site5-cs1 .*host key did not verify.*site5-cs2 "):
         bad.raise_for_failures()
 
@@ -224,7 +226,7 @@ def test_the_cli_refuses_a_changed_host_key_with_exit_4(lab: Lab, impostor_known
     inv = str(inventory_with_known_hosts(lab, impostor_known_hosts, tmp_path / "inventory.yml"))
     res = invoke("exec", "-i", inv, "--host", "site6-cs1", "--", "echo should-not-run")
     assert res.exit_code == 4, res.output
-    assert "site6-cs1 ([" in res.stdout and "host key did not verify" in res.stdout
+    assert host_label(lab.estate.host("site6-cs1")) in res.stdout and "host key did not verify" in res.stdout
     assert "should-not-run" not in res.stdout
     d = invoke("diag", "-i", inv, "--site", "site6")
     assert d.exit_code == 4, d.output
@@ -234,7 +236,7 @@ def test_the_cli_refuses_a_changed_host_key_with_exit_4(lab: Lab, impostor_known
 def test_an_unknown_host_is_refused_and_does_not_hide_a_known_one(lab: Lab, tmp_path: Path) -> None:
     cs1, cs2 = lab.estate.site("site5").hosts
     lines = Path(lab.estate.ssh_known_hosts or "").read_text().splitlines()
-    only_cs1 = [line for line in lines if line.startswith(f"[{cs1.address}]:{cs1.ssh_port} ")]
+    only_cs1 = [line for line in lines if str(cs1.address) in line.split()[0].split(",")]
     assert len(only_cs1) == 1
     (tmp_path / "only-cs1").write_text(only_cs1[0] + "\n")
     report = run_on_hosts(estate=with_known_hosts(lab.estate, tmp_path / "only-cs1"), hosts=[cs1, cs2],
@@ -242,7 +244,7 @@ def test_an_unknown_host_is_refused_and_does_not_hide_a_known_one(lab: Lab, tmp_
     first, second = report.results
     assert first.ok and first.stdout == "hello\n"
     assert second.failure == "host-key"
-    assert second.error == f"{cs2.name} ([{cs2.address}]:{cs2.ssh_port}): host key did not verify: " \
+    assert second.error == f"{host_label(cs2)}: host key did not verify: " \
                            f"the host is not in {tmp_path / 'only-cs1'}"
     (tmp_path / "empty").write_text("")
     empty = run_on_hosts(estate=with_known_hosts(lab.estate, tmp_path / "empty"), hosts=[cs1, cs2], command="true")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.fabricops.diag import diag
+from orchestrator.schemas import validate
 from tests.conftest import cli
 from tests.lab.conftest import LAB_BASE, Lab
 from tests.lab.releases import (
@@ -44,7 +45,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gate(lab: Lab, policy: Path, site: str, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
     proc = cli("gate", "--site", site, "--policy", str(policy), "-i", str(lab.inventory), "--json", *extra)
     assert proc.stdout.strip(), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+    doc = json.loads(proc.stdout)
+    validate("gate-result" if "verdict" in doc else "error", doc)
+    return proc.returncode, doc
 
 
 @pytest.fixture
@@ -97,7 +100,7 @@ def test_a_release_broken_by_the_reconnection_drill_fails_there_with_no_live_cal
         rc, r = gate(lab, policy, "site4")
     finally:
         traffic = json.loads(cli("lab", "traffic", "stop", "--state-dir", str(lab.state_dir), "--json").stdout)
-    assert rc == 5
+    assert rc == 5, (r["reasons"], [(s["stage"], s["verdict"]) for s in r["stages"]])
     assert [(s["stage"], s["verdict"]) for s in r["stages"]] == [("synthetic+canary", "PASS"), ("drill", "FAIL")]
     assert any("after the drill" in why and "503" in why for why in r["reasons"])
     # every dialog the site's hosts saw was one of the gate's own synthetic calls
@@ -116,7 +119,7 @@ def test_a_release_broken_by_the_reconnection_drill_fails_there_with_no_live_cal
 def test_one_broken_emergency_number_fails_and_is_named(lab: Lab, policy: Path, installed: Callable[..., None]) -> None:
     installed("site5", "5.6.0-no-17", breaks_number("17"))
     rc, r = gate(lab, policy, "site5")
-    assert rc == 5 and r["verdict"] == "FAIL"
+    assert rc == 5 and r["verdict"] == "FAIL", (r["reasons"], [(s["stage"], s["verdict"]) for s in r["stages"]])
     numbers = {n["number"]: n["verdict"] for n in r["stages"][0]["evidence"]["numbers"]}
     assert numbers == {"15": "PASS", "17": "FAIL", "18": "PASS", "112": "PASS"}
     assert any(why.startswith("synthetic+canary: 17: SER 0.0%") for why in r["reasons"])
@@ -125,7 +128,7 @@ def test_one_broken_emergency_number_fails_and_is_named(lab: Lab, policy: Path, 
 def test_a_few_percent_of_503s_fail(lab: Lab, policy: Path, installed: Callable[..., None]) -> None:
     installed("site6", "5.6.0-503s", random_503(4))
     rc, r = gate(lab, policy, "site6")
-    assert rc == 5 and r["verdict"] == "FAIL"
+    assert rc == 5 and r["verdict"] == "FAIL", (r["reasons"], [(s["stage"], s["verdict"]) for s in r["stages"]])
     assert r["stages"][0]["stage"] == "synthetic+canary"
     assert any("503" in why for why in r["reasons"])
 
@@ -134,7 +137,7 @@ def test_added_setup_delay_fails_on_latency_with_no_failed_call(
         lab: Lab, policy: Path, installed: Callable[..., None]) -> None:
     installed("site1", "5.6.0-slow", added_delay(100))
     rc, r = gate(lab, policy, "site1")
-    assert rc == 5 and r["verdict"] == "FAIL"
+    assert rc == 5 and r["verdict"] == "FAIL", (r["reasons"], [(s["stage"], s["verdict"]) for s in r["stages"]])
     numbers = r["stages"][0]["evidence"]["numbers"]
     assert all(n["canary_failed"] == 0 for n in numbers)
     assert all(n["srd_shift_ms"] >= 90 for n in numbers)
@@ -144,7 +147,7 @@ def test_added_setup_delay_fails_on_latency_with_no_failed_call(
 def test_memory_growing_with_every_call_fails_at_soak(lab: Lab, policy: Path, installed: Callable[..., None]) -> None:
     installed("site2", "5.6.0-leak", leaks_memory)
     rc, r = gate(lab, policy, "site2")
-    assert rc == 5
+    assert rc == 5, (r["reasons"], [(s["stage"], s["verdict"]) for s in r["stages"]])
     assert [(s["stage"], s["verdict"]) for s in r["stages"]] == [
         ("synthetic+canary", "PASS"), ("drill", "PASS"), ("soak", "FAIL")]
     soak = r["stages"][2]

@@ -5,11 +5,9 @@ with the public's own count, and is an error (never a zero) when Prometheus is d
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -20,7 +18,7 @@ from orchestrator.lab.state import LabState
 from orchestrator.metrics.prometheus import PrometheusProvider, provider_for
 from orchestrator.metrics.provider import LiveWindow
 from tests.conftest import cli
-from tests.lab.conftest import LAB_BASE, Lab
+from tests.lab.conftest import LAB_BASE, Lab, host_service
 
 T = TypeVar("T")
 WINDOW_S = 8.0
@@ -48,8 +46,7 @@ def _totals(provider: PrometheusProvider) -> dict[str, float]:
 
 
 def _ctl(lab: Lab, host: str, action: str) -> None:
-    script = Path(lab.estate.host(host).root) / "bin" / "callserverctl"
-    subprocess.run([str(script), action], check=True, capture_output=True, timeout=30)
+    host_service(lab, host, action)
 
 
 @pytest.fixture()
@@ -75,7 +72,7 @@ def _stop_caller(lab: Lab) -> dict[str, int]:
 
 
 def test_prometheus_runs_and_scrapes_the_edge_and_every_host(lab: Lab) -> None:
-    assert lab.estate.metrics_url == f"http://{LAB_BASE}.0.9:9090"
+    assert lab.estate.metrics_url == f"http://{LAB_BASE}.3:9090"
     status = json.loads(cli("lab", "status", "--state-dir", str(lab.state_dir), "--json").stdout)
     assert {c["name"]: c["status"] for c in status["components"]}["prometheus"] == "running"
 
@@ -176,7 +173,7 @@ def test_a_stopped_host_fails_its_site_only(lab: Lab, caller: Callable[[int], No
 
 
 def test_prometheus_down_or_wrong_url_is_an_error_and_lab_up_restarts_it(lab: Lab) -> None:
-    wrong = PrometheusProvider(base_url=f"http://{LAB_BASE}.0.9:9", estate=lab.estate, timeout=2)
+    wrong = PrometheusProvider(base_url=f"http://{LAB_BASE}.3:9", estate=lab.estate, timeout=2)
     with pytest.raises(RemoteError, match="unreachable"):
         wrong.check()
     state = LabState.load(lab.state_dir)

@@ -21,10 +21,12 @@ import yaml
 from orchestrator.alerting.store import AlertStore
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import TRANSITIONS, Phase
+from orchestrator.schemas import validate
+from orchestrator.traffic.edge import SshEdge
 from tests.conftest import REPO, cli
 from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
 from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
-from tests.lab.conftest import Lab, restore_stock
+from tests.lab.conftest import Lab, edge_list_text, restore_stock
 from tests.lab.releases import breaks_after_reconnect, make_release
 
 # Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
@@ -95,16 +97,18 @@ class EdgeWatch:
     or below their full weight at once."""
 
     def __init__(self, lab: Lab) -> None:
-        self.path = Path(lab.estate.edge.dispatcher_list)  # type: ignore[union-attr]
+        assert lab.estate.edge is not None
+        self.path = lab.estate.edge.dispatcher_list
+        self.edge = SshEdge(lab.estate)  # one connection: a sample is one SSH channel
         self.worst = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.1):
             sites = {}
-            for line in self.path.read_text().splitlines():
+            for line in self.edge.read_file(self.path).splitlines():
                 parts = line.split()
                 if len(parts) == 5 and not line.startswith("#"):
                     attrs = dict(kv.split("=") for kv in parts[4].split(";"))
@@ -119,6 +123,7 @@ class EdgeWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+        self.edge.close()
 
 
 def releases(lab: Lab) -> dict[str, set[str]]:
@@ -131,7 +136,7 @@ def releases(lab: Lab) -> dict[str, set[str]]:
 
 
 def edge_all_full(lab: Lab) -> bool:
-    text = Path(lab.estate.edge.dispatcher_list).read_text()  # type: ignore[union-attr]
+    text = edge_list_text(lab)
     rows = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")]
     return all(r[2] == "0" and "rweight=100" in r[4] for r in rows)
 
@@ -338,7 +343,9 @@ def test_two_rollouts_at_once_exactly_one_proceeds_and_advance_waits_for_the_bak
     codes = sorted(r[0] for r in results)
     assert codes == [9, 10], results
     locked = next(r for r in results if r[0] == 9)
+    validate("error", json.loads(locked[1]))  # --json: the refusal is one error document too
     waiting = json.loads(next(r for r in results if r[0] == 10)[1])
+    validate("outcome", waiting)
     assert waiting["run"] in locked[2] and "holds the rollout lock" in locked[2]
     assert waiting["phase"] == "baking"
     j = Journal(Path(env["journal"]))
@@ -349,5 +356,6 @@ def test_two_rollouts_at_once_exactly_one_proceeds_and_advance_waits_for_the_bak
     assert len(j.events(waiting["run"])) == events_before
     ab = rollout("abort", waiting["run"], "--by", "test", "--store", env["store"], "--json", env=env, lab=lab)
     assert ab.returncode == 0, ab.stderr
+    validate("outcome", json.loads(ab.stdout))
     assert json.loads(ab.stdout)["kind"] == "aborted"
     assert edge_all_full(lab)

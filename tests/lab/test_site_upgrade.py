@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 import pytest
 
-from orchestrator.estate.model import Estate
 from orchestrator.release.store import find_bundle
+from orchestrator.schemas import validate
 from tests.conftest import cli
-from tests.lab.conftest import Lab, impostor_inventory
+from tests.lab.conftest import Lab, current_links, edge_list_text, hosts_snapshot, impostor_inventory, traffic
 from tests.lab.releases import dies_at_start, make_release, syntax_error
 
 GOOD = "5.6.0-lab2"
 
 
-def snapshot(estate: Estate, *, exclude_site: str) -> dict[str, str]:
-    """Hash of every file (and link target) under the other sites' host roots, logs aside."""
-    out: dict[str, str] = {}
-    for host in estate.hosts:
-        if host.site == exclude_site:
-            continue
-        root = Path(host.root)
-        for p in sorted(root.rglob("*")):
-            rel = str(p.relative_to(root))
-            if rel.startswith(("log", "run")):
-                continue
-            if p.is_symlink():
-                out[f"{host.name}/{rel}"] = "->" + str(p.readlink())
-            elif p.is_file():
-                out[f"{host.name}/{rel}"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+def snapshot(lab: Lab, *, exclude_site: str) -> dict[str, str]:
+    """Files, links and service start times of the other sites' hosts (over SSH)."""
+    return hosts_snapshot(lab, exclude_site=exclude_site)
 
 
 def running(lab: Lab) -> dict[str, str]:
@@ -44,7 +30,9 @@ def running(lab: Lab) -> dict[str, str]:
 def upgrade(lab: Lab, store: Path, site: str, version: str, *extra: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
     proc = cli("site", "upgrade", site, "--to", version, "--store", str(store), "-i", str(lab.inventory),
                "--json", *extra)
-    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
+    doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    validate("error" if proc.returncode else "site-report", doc)
+    return proc.returncode, doc, proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +45,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return s
 
 
-def traffic(lab: Lab, action: str) -> dict:  # type: ignore[type-arg]
-    args = ["lab", "traffic", action, "--state-dir", str(lab.state_dir), "--json"]
-    if action == "start":
-        args += ["--rate", "20", "--duration", "300"]
-    proc = cli(*args)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def test_good_upgrade_touches_one_site_loses_no_call_and_is_idempotent(lab: Lab, store: Path) -> None:
-    before_others = snapshot(lab.estate, exclude_site="site1")
+    before_others = snapshot(lab, exclude_site="site1")
     traffic(lab, "start")
     try:
         rc, report, err = upgrade(lab, store, "site1", GOOD)
@@ -85,19 +64,19 @@ def test_good_upgrade_touches_one_site_loses_no_call_and_is_idempotent(lab: Lab,
     rel = running(lab)
     assert rel["site1-cs1"] == rel["site1-cs2"] == GOOD
     assert all(v == "5.6.0-lab1" for k, v in rel.items() if not k.startswith("site1-"))
-    assert snapshot(lab.estate, exclude_site="site1") == before_others
+    assert snapshot(lab, exclude_site="site1") == before_others
     assert lost["failed"] == 0 and lost["attempted"] > 0, lost
-    edge_list = Path(lab.estate.edge.dispatcher_list).read_text()  # type: ignore[union-attr]
+    edge_list = edge_list_text(lab)
     assert " 1 0 duid=" not in edge_list  # nothing left drained
 
 
 def test_check_mode_reports_and_changes_nothing(lab: Lab, store: Path) -> None:
-    before = snapshot(lab.estate, exclude_site="none")
+    before = snapshot(lab, exclude_site="none")
     rc, report, err = upgrade(lab, store, "site3", GOOD, "--check")
     assert rc == 0, err
     assert report["outcome"] == "would-change"
     assert all(n > 0 for n in report["changed_hosts"].values())
-    assert snapshot(lab.estate, exclude_site="none") == before
+    assert snapshot(lab, exclude_site="none") == before
     assert running(lab)["site3-cs1"] == "5.6.0-lab1"
 
 
@@ -114,13 +93,13 @@ def test_rollback_after_a_good_upgrade_is_quick(lab: Lab, store: Path) -> None:
 
 
 def test_a_config_that_fails_kamailio_c_is_refused_before_current_changes(lab: Lab, store: Path) -> None:
-    current = {h.name: (Path(h.root) / "current").readlink() for h in lab.estate.site("site2").hosts}
+    current = current_links(lab, "site2")
     rc, report, err = upgrade(lab, store, "site2", "5.6.0-badsyntax")
     assert rc == 4, err
-    assert "preflight of site2 (nothing was switched) failed" in report["error"]
-    assert "site2-cs1" in report["error"] and "site2-cs2" in report["error"]
-    assert {h.name: (Path(h.root) / "current").readlink() for h in lab.estate.site("site2").hosts} == current
-    assert " 1 0 duid=site2" not in Path(lab.estate.edge.dispatcher_list).read_text()  # type: ignore[union-attr]
+    assert "preflight of site2 (nothing was switched) failed" in report["error"]["message"]
+    assert "site2-cs1" in report["error"]["message"] and "site2-cs2" in report["error"]["message"]
+    assert current_links(lab, "site2") == current
+    assert " 1 0 duid=site2" not in edge_list_text(lab)
 
 
 def test_a_release_that_dies_at_start_is_rolled_back_with_traffic_restored(lab: Lab, store: Path) -> None:
@@ -132,10 +111,10 @@ def test_a_release_that_dies_at_start_is_rolled_back_with_traffic_restored(lab: 
     finally:
         lost = traffic(lab, "stop")
     assert rc == 6, err
-    assert "rolled back to the previous release and traffic restored" in report["error"]
+    assert "rolled back to the previous release and traffic restored" in report["error"]["message"]
     rel = running(lab)
     assert rel["site4-cs1"] == rel["site4-cs2"] == "5.6.0-lab1"
-    assert " 1 0 duid=site4" not in Path(lab.estate.edge.dispatcher_list).read_text()  # type: ignore[union-attr]
+    assert " 1 0 duid=site4" not in edge_list_text(lab)
     assert lost["failed"] == 0, lost
     print(f"\nfailed upgrade + automatic rollback took {elapsed:.1f}s")
 
@@ -148,11 +127,11 @@ def test_a_bundle_with_one_byte_changed_is_refused_before_any_host_is_touched(la
     cfg.write_bytes(bytes(data))
     proc = cli("release", "verify", str(bundle))
     assert proc.returncode == 2 and "modified" in proc.stdout and "kamailio.cfg" in proc.stdout
-    before = snapshot(lab.estate, exclude_site="none")
+    before = snapshot(lab, exclude_site="none")
     rc, report, _ = upgrade(lab, store, "site5", "5.6.0-tampered")
     assert rc == 2
-    assert "fails verification" in report["error"] and "modified kamailio.cfg" in report["error"]
-    assert snapshot(lab.estate, exclude_site="none") == before
+    assert "fails verification" in report["error"]["message"] and "modified kamailio.cfg" in report["error"]["message"]
+    assert snapshot(lab, exclude_site="none") == before
 
 
 def test_a_changed_host_key_fails_the_upgrade_naming_the_host(lab: Lab, store: Path, tmp_path: Path) -> None:

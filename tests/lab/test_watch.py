@@ -22,11 +22,12 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from orchestrator.traffic.steering import KamailioDispatcher
+from orchestrator.traffic.steering import dispatcher_for
 from orchestrator.watch.journal import WatchJournal
 from tests.conftest import REPO, cli
 from tests.integration_alerting.servers import HttpReceiver
-from tests.lab.conftest import Lab
+from tests.lab.conftest import Lab, host_service, put_back
+from tests.pg_server import PgServer
 
 T = TypeVar("T")
 
@@ -55,16 +56,15 @@ def _eventually(check: Callable[[], T | None], *, timeout: float, what: str, int
 
 
 def _ctl(lab: Lab, action: str) -> None:
-    script = Path(lab.estate.host(HOST).root) / "bin" / "callserverctl"
-    subprocess.run([str(script), action], check=True, capture_output=True, timeout=30)
+    host_service(lab, HOST, action)
 
 
 class Watch:
     """The watch subprocess and its JSON Lines, read as they come (with arrival times)."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                     env={**os.environ, "LC_ALL": "C.UTF-8"})
+                                     env={**os.environ, "LC_ALL": "C.UTF-8", **(env or {})})
         self.rounds: list[tuple[float, dict[str, Any]]] = []
         self.stderr = ""
         self._out = threading.Thread(target=self._read, daemon=True)
@@ -111,14 +111,7 @@ def receiver() -> Iterator[HttpReceiver]:
 def restore(lab: Lab) -> Iterator[None]:
     """Put the lab back whatever happened: the host running, no site drained, no caller."""
     yield
-    script = Path(lab.estate.host(HOST).root) / "bin" / "callserverctl"
-    subprocess.run([str(script), "start"], capture_output=True, timeout=30, check=False)
-    steering = KamailioDispatcher(lab.estate)
-    for site, traffic in steering.state().items():
-        if traffic.drained:
-            steering.undrain(site)
-    cli("lab", "traffic", "stop", "--state-dir", str(lab.state_dir))
-    assert not any(t.drained for t in steering.state().values())
+    put_back(lab, [HOST])
 
 
 def _files(tmp_path: Path, receiver: HttpReceiver) -> tuple[Path, Path]:
@@ -168,7 +161,7 @@ def test_watch_drains_a_broken_site_alerts_and_resolves(lab: Lab, tmp_path: Path
         incident = next(i for i in opened["incidents"] if i["site"] == SITE)
         assert incident["actions"] == ["drained"] and incident["failing_numbers"]
         assert all(i["site"] == SITE for i in opened["incidents"]), opened["incidents"]  # no false incident
-        steering = KamailioDispatcher(lab.estate)
+        steering = dispatcher_for(lab.estate)
         assert steering.state()[SITE].drained
         flags = steering.live_flags()
         assert all(flags[h.sip_uri].startswith("I") for h in lab.estate.site(SITE).hosts), flags
@@ -201,3 +194,59 @@ def test_watch_drains_a_broken_site_alerts_and_resolves(lab: Lab, tmp_path: Path
           f"(bound {bound:.0f})")
     assert public["failed"] <= bound, public
     assert set(public["failures"]) <= {"408", "timeout"}, public  # only the dead host's calls
+
+
+LEASE_S = 4.0  # the leader lease of the two-watcher test: takeover within LEASE_S + interval_s
+
+
+def test_two_watchers_on_postgresql_the_standby_takes_over_from_a_killed_leader_and_drains_once(
+        lab: Lab, tmp_path: Path, receiver: HttpReceiver, restore: None, pg_server: PgServer) -> None:
+    """Two `callfleet watch` processes on one PostgreSQL journal, as two hosts would run them
+    ($CALLFLEET_HOLDER): one leads, the other stands by placing no calls. The leader is killed
+    (SIGKILL: no resignation) and site3 then loses a host: the standby leads within the lease
+    bound, opens the incident and drains site3 once; one opening alert reaches the receiver."""
+    policy, alerts = _files(tmp_path, receiver)
+    policy.write_text(yaml.safe_dump({"name": "watch-ha-lab", "watch": {**WATCH, "leader_lease_s": LEASE_S}}))
+    journal = pg_server.new_database()
+    argv = [sys.executable, "-c", RUNNER, "--policy", str(policy), "--alerts", str(alerts), "--journal", journal,
+            "-i", str(lab.inventory), "--rounds", "40", "--duration", "80", "--json"]
+    started = cli("lab", "traffic", "start", "--rate", str(int(CALLER_RATE)), "--duration", "120",
+                  "--state-dir", str(lab.state_dir))
+    assert started.returncode == 0, started.stderr
+    first = Watch(argv, env={"CALLFLEET_HOLDER": "runner-a"})
+    second: Watch | None = None
+    try:
+        _eventually(lambda: True if sum(r["role"] == "leader" and all(s["status"] == "ok" for s in r["sites"].values())
+                                        for _, r in first.rounds) >= 2 else None,
+                    timeout=30, what=f"the first watcher leads two healthy rounds (stderr: {first.stderr})")
+        second = Watch(argv, env={"CALLFLEET_HOLDER": "runner-b"})
+        standby = _eventually(lambda: next((r for _, r in second.rounds if r["role"] == "standby"), None),
+                              timeout=20, what=f"the second watcher stands by (stderr: {second.stderr})")
+        assert "runner-a" in standby["leader"] and standby["sites"] == {}  # it places no calls
+        assert not any(r["role"] == "leader" for _, r in second.rounds)
+
+        first.proc.kill()  # the leader's host dies: no SIGTERM, no resignation
+        t_kill = time.time()
+        _ctl(lab, "stop")
+        _eventually(lambda: next((t for t, r in second.rounds if r["role"] == "leader"), None),
+                    timeout=30, what="the standby takes over")
+        _, opened = _eventually(lambda: second.event("incident_opened"), timeout=30, what="incident opened")
+        assert opened["sites"][SITE]["drained"] is True
+        assert dispatcher_for(lab.estate).state()[SITE].drained
+        _eventually(lambda: _hook(receiver, "incident_opened"), timeout=10, what="opening alert delivered")
+    finally:
+        first.proc.kill()
+        rc = second.stop() if second is not None else None
+        cli("lab", "traffic", "stop", "--state-dir", str(lab.state_dir))
+    assert rc == 0, second.stderr if second is not None else ""
+    events = WatchJournal(journal).events()
+    assert [e.site for e in events if e.kind == "drain_after"] == [SITE]  # drained once, by one leader
+    leading = [e for e in events if e.kind == "leading"]
+    assert len(leading) == 2 and "runner-a" in leading[0].data["holder"] and "runner-b" in leading[1].data["holder"]
+    # Taken over (the moment the lease was granted, as journalled) within the configured bound:
+    # the dead leader's lease runs out at most LEASE_S after its last renewal, and the standby
+    # asks once a round; 1 s for the kill itself and the journal's write.
+    bound = LEASE_S + WATCH["interval_s"] + 1
+    assert leading[1].ts - t_kill <= bound, (leading[1].ts - t_kill, bound)
+    opened_hooks = [h for h in receiver.hits if h.body["alert"]["kind"] == "incident_opened"]
+    assert len(opened_hooks) == 1

@@ -29,7 +29,7 @@ def test_production_example_is_a_six_site_estate_on_documentation_addresses() ->
 
 
 def test_lab_estate_round_trips_through_the_inventory(tmp_path: Path) -> None:
-    estate = lab_estate(LabParams(sites=6, hosts_per_site=2, base="127.78"), tmp_path)
+    estate = lab_estate(LabParams(sites=6, hosts_per_site=2, base="198.18.78"), tmp_path)
     path = tmp_path / "inv.yml"
     path.write_text(yaml.safe_dump(estate_to_inventory(estate)))
     assert load_inventory(path) == estate

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from email.message import Message as HttpHeaders
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from orchestrator.alerting.channels.base import ChannelError, Progress, SendContext
 from orchestrator.alerting.channels.payloads import BUILDERS
@@ -55,7 +55,8 @@ class WebhookSender:
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
         if self._token is not None:
             if "{token}" in url:
-                url = url.replace("{token}", self._token)
+                # encoded: a token is data, never URL syntax (a space, `/`, `?` or `#` in it)
+                url = url.replace("{token}", quote(self._token, safe=""))
             else:
                 value = f"Bearer {self._token}" if self._settings.token_header.lower() == "authorization" \
                     else self._token

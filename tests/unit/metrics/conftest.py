@@ -71,4 +71,4 @@ def fake_prometheus() -> Iterator[FakePrometheus]:
 @pytest.fixture()
 def estate(tmp_path: Any) -> Estate:
     """A two-site lab estate (model only, nothing started)."""
-    return lab_estate(LabParams(sites=2, hosts_per_site=2, base="127.99"), tmp_path)
+    return lab_estate(LabParams(sites=2, hosts_per_site=2, base="198.18.99"), tmp_path)

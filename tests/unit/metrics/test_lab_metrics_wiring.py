@@ -12,7 +12,7 @@ import yaml
 from orchestrator.errors import InvalidInput
 from orchestrator.estate.inventory import estate_from_inventory, estate_to_inventory
 from orchestrator.estate.model import Estate
-from orchestrator.lab import callhost, prometheus
+from orchestrator.lab import prometheus
 from orchestrator.lab.topology import LabParams, prometheus_url
 
 
@@ -20,25 +20,20 @@ def test_scrape_config_covers_the_edge_and_every_host_each_second(estate: Estate
     cfg = prometheus.scrape_config(estate)
     assert cfg["global"]["scrape_interval"] == "1s" and cfg["global"]["evaluation_interval"] == "1s"
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    assert jobs[prometheus.EDGE_JOB]["static_configs"] == [{"targets": ["127.99.0.1:9101"]}]
+    assert jobs[prometheus.EDGE_JOB]["static_configs"] == [{"targets": ["198.18.99.2:9101"]}]
     hosts = jobs[prometheus.CALLSERVER_JOB]["static_configs"]
-    assert [h["targets"][0] for h in hosts] == ["127.99.1.1:9101", "127.99.1.2:9101", "127.99.2.1:9101",
-                                                "127.99.2.2:9101"]
+    assert [h["targets"][0] for h in hosts] == ["198.18.99.4:9101", "198.18.99.5:9101", "198.18.99.6:9101",
+                                                "198.18.99.7:9101"]
     assert hosts[2]["labels"] == {"site": "site2", "host": "site2-cs1"}
     # xhttp_prom stamps its samples; stamped samples never go stale, so stamps are ignored
     assert all(j["honor_timestamps"] is False for j in jobs.values())
     yaml.safe_dump(cfg)  # serialisable as written to prometheus.yml
 
 
-def test_each_host_gets_its_own_metrics_listener(estate: Estate) -> None:
-    args = callhost.host_args(estate, estate.host("site2-cs1"))
-    assert args[:4] == ["-l", "udp:127.99.2.1:5060", "-A", "METRICS_LISTEN=tcp:127.99.2.1:9101"]
-
-
 def test_lab_estate_metrics_url_round_trips_through_the_inventory(estate: Estate) -> None:
-    assert estate.metrics_url == prometheus_url(LabParams(base="127.99")) == "http://127.99.0.9:9090"
+    assert estate.metrics_url == prometheus_url(LabParams(base="198.18.99")) == "http://198.18.99.3:9090"
     doc = estate_to_inventory(estate)
-    assert doc["all"]["vars"]["callfleet_metrics_url"] == "http://127.99.0.9:9090"
+    assert doc["all"]["vars"]["callfleet_metrics_url"] == "http://198.18.99.3:9090"
     assert estate_from_inventory(doc, Path("inv.yml")) == estate
     doc2 = copy.deepcopy(doc)
     del doc2["all"]["vars"]["callfleet_metrics_url"]

@@ -150,7 +150,7 @@ def test_unknown_site_and_bad_url_are_invalid_input(fake_prometheus: FakePrometh
 
 def test_provider_for_uses_the_estate_metrics_url(estate: Estate) -> None:
     provider = provider_for(estate)
-    assert provider.base_url == "http://127.99.0.9:9090"
+    assert provider.base_url == "http://198.18.99.3:9090"
     typed: MetricsProvider = provider  # the adapter satisfies the port (mypy checks this line)
     assert typed is provider
     with pytest.raises(InvalidInput, match="callfleet_metrics_url"):

@@ -23,7 +23,7 @@ from orchestrator.lab import control
 from orchestrator.provision.facts import ResourceView
 from tests.conftest import cli
 
-LAB_BASE = "127.79"  # neither a developer's lab (127.77) nor the lab test session's (127.78)
+LAB_BASE = "198.18.79"  # neither a developer's lab (198.18.77) nor the lab test session's (198.18.78)
 
 
 class EstateMocks(pulumi.runtime.Mocks):
@@ -163,11 +163,11 @@ def lab_dir(tmp_path: Path) -> Iterator[Path]:
     """A real lab brought up by `callfleet lab up` on LAB_BASE (the shared parts a lab stack needs)."""
     state_dir = tmp_path / "lab"
     proc = cli("lab", "up", "--state-dir", str(state_dir), "--base", LAB_BASE, "--json")
-    assert proc.returncode == 0, proc.stderr
     try:
+        assert proc.returncode == 0, proc.stderr
         yield state_dir
     finally:
-        cli("lab", "down", "--state-dir", str(state_dir))
+        cli("lab", "down", "--state-dir", str(state_dir))  # also after a failed up: nothing may linger
 
 
 def callserver_states(state_dir: Path, *, site: str | None = None) -> set[str]:

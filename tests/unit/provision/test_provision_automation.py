@@ -7,6 +7,7 @@ made absent (PATH and HOME pointing at an empty directory).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from orchestrator.cli.provision_cmd import app
 from orchestrator.errors import InvalidInput, RemoteError, ToolMissing
 from orchestrator.provision import automation, program
 from orchestrator.provision.automation import EventSink, Progress, locate_pulumi
+from orchestrator.provision.engine_env import engine_env, policy_pack_arg
+
+REPO = Path(__file__).resolve().parents[3]
 
 INSTALL_FRAGMENTS = ("https://www.pulumi.com/docs/install/", "curl -fsSL https://get.pulumi.com | sh",
                      "not on PyPI")
@@ -33,7 +37,8 @@ def no_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setenv("HOME", str(empty))
-    return {"PATH": str(empty), "HOME": str(empty)}
+    monkeypatch.setenv("CALLFLEET_TOOLS_DIR", str(empty))  # nor a `make pulumi` build
+    return {"PATH": str(empty), "HOME": str(empty), "CALLFLEET_TOOLS_DIR": str(empty)}
 
 
 def test_locate_pulumi_without_the_cli_says_how_to_install_it(no_pulumi: dict[str, str]) -> None:
@@ -64,7 +69,11 @@ def test_every_command_without_the_cli_exits_3_with_the_hint(
     assert "error: the Pulumi CLI (`pulumi`) is not installed" in result.output
     for fragment in INSTALL_FRAGMENTS:
         assert fragment in result.output
-    assert result.stdout == ""  # messages go to stderr; stdout stays clean for --json consumers
+    if json_flag:  # --json: one error document on stdout, the human message on stderr
+        doc = json.loads(result.stdout)
+        assert doc["exit_code"] == 3 and doc["error"]["kind"] == "ToolMissing" and doc["schema_version"] == 1
+    else:
+        assert result.stdout == ""
 
 
 def test_provision_preview_in_a_real_process_exits_3_without_traceback(no_pulumi: dict[str, str]) -> None:
@@ -151,3 +160,49 @@ def test_other_failures_become_remote_errors_naming_the_last_error() -> None:
     assert error.message == "pulumi up failed on stack prod: openstack: quota exceeded for instances"
     bare = EventSink(None).failure(operation="destroy", stack="prod", detail="line one\nlast line\n")
     assert bare.message == "pulumi destroy failed on stack prod: last line"
+
+
+def test_locate_pulumi_finds_the_make_pulumi_build(no_pulumi: dict[str, str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = tmp_path / "tools" / "bin" / "pulumi"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("CALLFLEET_TOOLS_DIR", str(tmp_path / "tools"))
+    assert locate_pulumi() == binary
+
+
+def test_the_engine_env_puts_the_engine_dir_first_and_names_this_python(tmp_path: Path) -> None:
+    env = engine_env(tmp_path / "bin" / "pulumi", {"PATH": "/usr/bin"})
+    assert env["PATH"] == f"{tmp_path / 'bin'}{os.pathsep}/usr/bin"
+    assert env["PULUMI_PYTHON_CMD"] == sys.executable
+
+
+def test_without_a_python_language_host_the_pack_runs_as_its_analyzer(tmp_path: Path) -> None:
+    pack = REPO / "policies" / "crossguard"
+    assert policy_pack_arg(pack, {"PATH": str(tmp_path)}) == pack / "analyzer"
+    host = tmp_path / "pulumi-language-python"
+    host.write_text("#!/bin/sh\n")
+    host.chmod(0o755)
+    assert policy_pack_arg(pack, {"PATH": str(tmp_path)}) == pack
+
+
+@pytest.mark.parametrize("text", [
+    "no resource plugin 'pulumi-resource-openstack' found in the workspace at version v5.5.3 or on your $PATH",
+    "Could not automatically download and install resource plugin 'pulumi-resource-openstack' at version v5.5.3, "
+    "install the plugin using `pulumi plugin install resource openstack v5.5.3`: failed to download plugin",
+])
+def test_a_missing_provider_plugin_is_a_missing_tool_naming_it(text: str) -> None:
+    sink = EventSink(None)
+    sink.errors.append(text)
+    error = sink.failure(operation="preview", stack="prod", detail="")
+    assert isinstance(error, ToolMissing) and error.exit_code == 3
+    assert "'openstack' (version 5.5.3)" in error.message
+    assert "pulumi plugin install resource openstack 5.5.3" in (error.hint or "")
+
+
+def test_a_missing_dynamic_provider_shim_says_make_pulumi() -> None:
+    sink = EventSink(None)
+    sink.errors.append("no resource plugin 'pulumi-resource-pulumi-python' found in the workspace or on your $PATH")
+    error = sink.failure(operation="preview", stack="lab", detail="")
+    assert isinstance(error, ToolMissing) and "make pulumi" in (error.hint or "")

@@ -89,7 +89,13 @@ def test_locate_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def lab() -> Estate:
-    return lab_estate(LabParams(sites=6, hosts_per_site=3, base="127.90"), Path("/tmp/x"))
+    """A six-site estate whose sites sit on their own addresses (127.90.<site>.<host>), as an
+    OpenStack estate's would; the lab itself puts every machine in one /24."""
+    estate = lab_estate(LabParams(sites=6, hosts_per_site=3, base="198.18.90"), Path("/tmp/x"))
+    sites = tuple(s.model_copy(update={"hosts": tuple(
+        h.model_copy(update={"address": IPv4Address(f"127.90.{i}.{j}")}) for j, h in enumerate(s.hosts, 1))})
+        for i, s in enumerate(estate.sites, 1))
+    return estate.model_copy(update={"sites": sites})
 
 
 def test_site_networks_are_derived_small_and_disjoint() -> None:

@@ -19,9 +19,9 @@ from .conftest import LAB_BASE, callserver_states
 pytestmark = pytest.mark.lab
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # the fixture's lab up counts too
 def test_delete_and_create_stop_and_start_the_site_through_the_lab_code(lab_dir: Path) -> None:
-    estate = lab_estate(LabParams(base=LAB_BASE), lab_dir)
+    estate = lab_estate(LabParams(base=LAB_BASE), lab_dir / "machines")
     props = {"site": "site2", "stateDir": str(lab_dir),
              "hosts": [host_record(h) for h in estate.site("site2").hosts], "isolation": "process"}
     provider = LabSiteProvider()

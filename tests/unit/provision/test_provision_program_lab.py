@@ -55,7 +55,12 @@ def test_one_component_and_one_lab_site_per_site(run_program: Callable[..., Prog
     sites = run.of_type(SITE_TYPE)
     lab_sites = run.of_type(LAB_SITE_TYPE)
     assert len(sites) == len(lab_sites) == 6
-    assert len(run.registrations) == 1 + 6 + 6  # nothing else is created for the lab
+    # the estate, the lab network (bridge and machines), 6 site components and 6 lab sites
+    assert len(run.registrations) == 1 + 1 + 6 + 6
+    [network] = [r for r in run.registrations if r.type.endswith("callfleet:LabNetwork")]
+    assert {k: v for k, v in network.inputs.items() if k != "__provider"} == {
+        "stateDir": str(tmp_path), "sites": 6, "hostsPerSite": 2, "base": "198.18.77"}
+    assert all(network.urn in (s.dependencies or ()) for s in lab_sites)  # sites come after the network
     assert root.parent is not None and root.parent.endswith("::callfleet-test")  # the stack
     assert {s.parent for s in sites} == {root.urn}
     for lab_site in lab_sites:
@@ -68,14 +73,15 @@ def test_one_component_and_one_lab_site_per_site(run_program: Callable[..., Prog
         assert lab_site.inputs["isolation"] == lab_site.outputs["isolation"] == "process"
     assert root.inputs["peakCps"] == 900 and root.inputs["lab"] is True
     assert run.one("site3").inputs["zone"] == "lab-zone-3"
-    assert run.one("site3").inputs["sshPorts"] == [2222]
+    assert run.one("site3").inputs["sshPorts"] == [22]
 
 
 def test_lab_params_from_config_shape_the_stack(run_program: Callable[..., ProgramRun], tmp_path: Path) -> None:
-    run = lab_run(run_program, tmp_path, labSites="3", labHostsPerSite="4", labBase="127.88")
+    run = lab_run(run_program, tmp_path, labSites="3", labHostsPerSite="4", labBase="198.18.88")
     lab_sites = sorted(run.of_type(LAB_SITE_TYPE), key=lambda r: r.name)  # registration order is async
     assert [s.inputs["site"] for s in lab_sites] == ["site1", "site2", "site3"]
-    assert [h["address"] for h in lab_sites[2].inputs["hosts"]] == [f"127.88.3.{i}" for i in range(1, 5)]
+    assert [h["address"] for h in lab_sites[2].inputs["hosts"]] == \
+        [f"198.18.88.{i}" for i in range(12, 16)]  # after the edge, the services and sites 1-2
 
 
 def test_mocked_outputs_give_an_inventory_that_loads_as_the_lab_estate(
@@ -85,7 +91,7 @@ def test_mocked_outputs_give_an_inventory_that_loads_as_the_lab_estate(
     estate = estate_from_outputs({"estate": run.values["estate"]}, stack="lab")
     inventory = tmp_path / "inventory.yml"
     write_inventory(estate, inventory)
-    assert load_inventory(inventory) == lab_estate(LabParams(), tmp_path)
+    assert load_inventory(inventory) == lab_estate(LabParams(), tmp_path / "machines")
 
 
 def test_the_lab_stack_passes_the_policies(run_program: Callable[..., ProgramRun], tmp_path: Path) -> None:

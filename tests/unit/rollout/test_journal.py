@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from orchestrator import procs
 from orchestrator.errors import InvalidInput
 from orchestrator.rollout.journal import Journal, RolloutLocked
 from orchestrator.rollout.machine import TERMINAL, TRANSITIONS, IllegalTransition, Phase, check
@@ -41,7 +43,7 @@ def test_illegal_moves_raise() -> None:
 
 
 def test_journal_is_wal_and_records_transitions(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(tmp_path / "j.sqlite", create=True)
     run = new_run(j)
     j.transition(run, Phase.PREFLIGHT)
     j.record(run, "before", site="site1", data={"effect": "drain"})
@@ -56,7 +58,7 @@ def test_journal_is_wal_and_records_transitions(tmp_path: Path) -> None:
 
 
 def test_a_second_rollout_is_refused_naming_the_first(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(tmp_path / "j.sqlite", create=True)
     first = new_run(j)
     with pytest.raises(RolloutLocked, match=first):
         new_run(j)
@@ -74,7 +76,7 @@ def _start(path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[typ
 
 def test_two_rollouts_started_together_exactly_one_proceeds(tmp_path: Path) -> None:
     path = str(tmp_path / "j.sqlite")
-    Journal(Path(path))
+    Journal(Path(path), create=True)
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     procs = [multiprocessing.Process(target=_start, args=(path, queue)) for _ in range(6)]
     for p in procs:
@@ -88,12 +90,13 @@ def test_two_rollouts_started_together_exactly_one_proceeds(tmp_path: Path) -> N
 
 
 def test_lease_refuses_a_second_live_driver(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(tmp_path / "j.sqlite", create=True)
     run = new_run(j)
     j.take_lease(run)
     j.take_lease(run)  # the same process may take it again
     db = sqlite3.connect(tmp_path / "j.sqlite")
-    db.execute("UPDATE runs SET lease_pid=1 WHERE id=?", (run,))  # pid 1 lives: another driver
+    # pid 1 lives and started when it did: another driver
+    db.execute("UPDATE runs SET lease_pid=1, lease_start=? WHERE id=?", (procs.start_time(1), run))
     db.commit()
     with pytest.raises(RolloutLocked, match="being driven"):
         j.take_lease(run)
@@ -102,6 +105,154 @@ def test_lease_refuses_a_second_live_driver(tmp_path: Path) -> None:
     j.take_lease(run)
 
 
+def test_a_reused_pid_does_not_hold_a_dead_drivers_lease(tmp_path: Path) -> None:
+    """The holder died and its pid now names another live process: the lease is free."""
+    j = Journal(tmp_path / "j.sqlite", create=True)
+    run = new_run(j)
+    db = sqlite3.connect(tmp_path / "j.sqlite")
+    db.execute("UPDATE runs SET lease_pid=1, lease_start=? WHERE id=?", ((procs.start_time(1) or 0) + 1, run))
+    db.commit()
+    j.take_lease(run)
+    assert j.run(run).lease_pid == os.getpid()
+
+
+def test_drop_lease_leaves_another_holders_lease(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite", create=True)
+    run = new_run(j)
+    db = sqlite3.connect(tmp_path / "j.sqlite")
+    # the same pid, another process (another start time)
+    db.execute("UPDATE runs SET lease_pid=?, lease_start=? WHERE id=?", (os.getpid(), 1, run))
+    db.commit()
+    j.drop_lease(run)
+    assert j.run(run).lease_pid == os.getpid()
+
+
+def _journal_file(tmp_path: Path) -> Path:
+    j = Journal(tmp_path / "j.sqlite", create=True)
+    new_run(j)
+    return j.path
+
+
+def test_a_typod_path_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="no rollout journal here"):
+        Journal(tmp_path / "typo" / "journal.sqlite")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_directory_or_a_foreign_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="a directory"):
+        Journal(tmp_path)
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE notes (x TEXT)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    with pytest.raises(InvalidInput, match="not a callfleet rollout journal"):
+        Journal(other, create=True)
+    assert other.read_bytes() == before
+    assert [r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master")] == ["notes"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage page", "not sqlite"])
+def test_a_damaged_journal_is_refused_naming_it_with_how_to_recover(tmp_path: Path, damage: str) -> None:
+    path = _journal_file(tmp_path)
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[:-1]
+    elif damage == "garbage page":
+        page = int.from_bytes(data[16:18], "big")
+        data[page: page + 100] = b"\xff" * 100  # the runs table's root page
+    else:
+        data = bytearray(b"hello, not a database" * 200)
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidInput) as err:
+        Journal(path, read_only=True)
+    assert str(path) in err.value.message
+    assert err.value.hint is not None and "recover" in err.value.hint
+
+
+def test_a_read_only_journal_can_be_read(tmp_path: Path) -> None:
+    path = _journal_file(tmp_path)
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    path.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        j = Journal(path, read_only=True)
+        assert len(j.runs()) == 1
+    finally:
+        tmp_path.chmod(0o755)
+        path.chmod(0o644)
+
+
 def test_unknown_run_is_invalid_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="no rollout run"):
-        Journal(tmp_path / "j.sqlite").run("nope")
+        Journal(tmp_path / "j.sqlite", create=True).run("nope")
+
+
+def test_status_on_a_mistyped_or_foreign_journal_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    from tests.conftest import REPO, cli
+
+    inventory = str(REPO / "inventory" / "production.example.yml")
+    typo = tmp_path / "typo" / "journal.sqlite"
+    proc = cli("rollout", "status", "--journal", str(typo), "-i", inventory)
+    assert proc.returncode == 2 and "no rollout journal here" in proc.stderr and "Traceback" not in proc.stderr
+    assert not typo.parent.exists()
+    foreign = tmp_path / "foreign.sqlite"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").close()
+    proc = cli("rollout", "history", "--journal", str(foreign), "-i", inventory)
+    assert proc.returncode == 2 and "not a callfleet rollout journal" in proc.stderr
+
+
+def _run_of(j: Journal, estate: str) -> str:
+    return j.create_run(plan={**PLAN, "estate": estate}, digest="d" * 64, target="5.6.0-lab2",
+                        inventory="inv.yml", policy="p.yml").id
+
+
+def test_one_rollout_per_estate_across_journals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two checkouts, each with its own default journal, cannot both roll the same estate."""
+    monkeypatch.setenv("CALLFLEET_LOCK_DIR", str(tmp_path / "locks"))
+    first = Journal(tmp_path / "a" / "journal.sqlite", create=True)
+    second = Journal(tmp_path / "b" / "journal.sqlite", create=True)
+    run = _run_of(first, "fr-emergency")
+    with pytest.raises(RolloutLocked, match=f"rollout {run} of estate fr-emergency"):
+        _run_of(second, "fr-emergency")
+    assert second.runs() == []  # the refused journal got no run
+    _run_of(second, "other-estate")  # another estate is free
+    first.transition(run, Phase.ABORTED)
+    _run_of(Journal(tmp_path / "c" / "journal.sqlite", create=True), "fr-emergency")
+
+
+def test_a_claim_whose_journal_is_gone_is_taken_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLFLEET_LOCK_DIR", str(tmp_path / "locks"))
+    gone = Journal(tmp_path / "a" / "journal.sqlite", create=True)
+    _run_of(gone, "fr-emergency")
+    gone.path.unlink()
+    _run_of(Journal(tmp_path / "b" / "journal.sqlite", create=True), "fr-emergency")
+
+
+def test_a_held_write_lock_is_exit_9_naming_the_journal(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite", create=True, busy_timeout_s=0.2)
+    holder = sqlite3.connect(j.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(RolloutLocked, match="write lock") as err:
+            new_run(j)
+        assert err.value.exit_code == 9
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_refused_second_run_of_the_same_journal_keeps_the_first_runs_claim(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLFLEET_LOCK_DIR", str(tmp_path / "locks"))
+    j = Journal(tmp_path / "a" / "journal.sqlite", create=True)
+    run = _run_of(j, "fr-emergency")
+    with pytest.raises(RolloutLocked, match="holds the rollout lock"):
+        _run_of(j, "fr-emergency")
+    with pytest.raises(RolloutLocked, match=f"rollout {run} of estate"):
+        _run_of(Journal(tmp_path / "b" / "journal.sqlite", create=True), "fr-emergency")

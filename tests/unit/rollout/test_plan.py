@@ -20,6 +20,7 @@ from orchestrator.rollout.plan import (
     PlanRefused,
     active_freeze,
     build_plan,
+    digest_body,
     freeze_occurrence,
     plan_digest,
 )
@@ -47,8 +48,9 @@ def policy(**rollout: Any) -> RolloutPolicy:
 
 
 def plan(rollout: dict[str, Any] | None = None, releases: dict[str, Any] | None = None,
-         sites: tuple[str, ...] = SITES, target: str = NEW) -> Plan:
-    return build_plan(estate=estate(releases, sites), policy=policy(**(rollout or {})), target=target)
+         sites: tuple[str, ...] = SITES, target: str = NEW, limit: tuple[str, ...] | None = None) -> Plan:
+    return build_plan(estate=estate(releases, sites), policy=policy(**(rollout or {})), target=target,
+                      limit=limit)
 
 
 def shape(p: Plan) -> list[tuple[str, str]]:
@@ -141,9 +143,11 @@ def test_digest_is_stable_and_matches_the_canonical_json() -> None:
     a, b = plan(), plan()
     assert a.digest == b.digest
     assert len(a.digest) == 64 and int(a.digest, 16) >= 0
-    assert a.digest == plan_digest(a.model_dump(mode="json", exclude={"digest"}))
+    # a whole-estate plan's digest leaves out `limit` (null) and `unlimited` (empty)
+    assert a.digest == plan_digest(a.model_dump(mode="json", exclude={"digest", "limit", "unlimited"}))
+    assert a.digest == plan_digest(digest_body(a))
     # key order does not matter: canonical JSON sorts keys
-    body = a.model_dump(mode="json", exclude={"digest"})
+    body = digest_body(a)
     assert plan_digest(dict(reversed(list(body.items())))) == a.digest
 
 
@@ -254,7 +258,9 @@ def test_a_target_that_is_not_a_release_is_refused(target: str) -> None:
 
 
 def test_every_rule_has_a_refusal_case() -> None:
-    tested = {c[1] for c in REFUSALS} | {"target-release"}
+    from tests.unit.rollout.test_plan_limit import LIMIT_REFUSALS
+
+    tested = {c[1] for c in REFUSALS} | {c[1] for c in LIMIT_REFUSALS} | {"target-release"}
     assert tested == set(RULES)
 
 

@@ -34,6 +34,7 @@ from orchestrator.policy.model import (
     SyntheticPolicy,
 )
 from orchestrator.policy.rollout import FreezeWindow, ReserveSection, RolloutPolicy, RolloutSection
+from orchestrator.policy.watch import E425Policy, E425Threshold, WatchPolicy
 from orchestrator.rollout.plan import active_freeze, build_plan
 from tests.conftest import REPO
 
@@ -121,7 +122,8 @@ def dotted(path: tuple[Any, ...]) -> str:
 
 
 MODELS: tuple[type[BaseModel], ...] = (RolloutPolicy, GatePolicy, SyntheticPolicy, CanaryPolicy, DrillPolicy,
-                                      SoakPolicy, LiveStepsPolicy, RolloutSection, ReserveSection, FreezeWindow)
+                                      SoakPolicy, LiveStepsPolicy, RolloutSection, ReserveSection, FreezeWindow,
+                                      WatchPolicy, E425Policy, E425Threshold)
 FIELDS = {name for model in MODELS for name in model.model_fields}
 
 
@@ -136,7 +138,7 @@ def test_default_policy_plans_the_lab_canary_first_with_a_reserve() -> None:
     from orchestrator.lab.topology import LabParams, lab_estate
 
     pol = load_policy(None)
-    estate = lab_estate(LabParams(sites=6, hosts_per_site=2, base="127.78"), Path("/nonexistent"))
+    estate = lab_estate(LabParams(sites=6, hosts_per_site=2, base="198.18.78"), Path("/nonexistent"))
     plan = build_plan(estate=estate, policy=pol, target="good")
     assert [w.role for w in plan.waves] == ["canary", "wave", "wave", "wave", "wave", "reserve"]
     assert plan.waves[-1].not_before_fleet_bake_s == pol.rollout.reserve.fleet_bake_s > 0
@@ -191,8 +193,12 @@ def test_missing_or_unreadable_file(workdir: Path) -> None:
     assert "cannot read" in refusal(workdir)
 
 
-def test_an_empty_file_is_the_default_policy(workdir: Path) -> None:
-    assert load_policy(write(workdir, "")) == RolloutPolicy()
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
+def test_an_empty_policy_file_is_refused_not_taken_as_the_defaults(workdir: Path, text: str) -> None:
+    """An empty file (or /dev/null) is a mistake: the defaults are what omitting --policy gives."""
+    assert refusal(write(workdir, text)).endswith("(top): the policy file is empty")
+    with pytest.raises(InvalidInput, match="not a regular file"):  # /dev/null: refused, not empty-as-default
+        load_policy(Path("/dev/null"))
 
 
 # Inside bake_overrides every key is a site name: checked against the estate by the plan (rule sites-exist).
@@ -348,7 +354,8 @@ def mutated(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         where = draw(st.sampled_from(list(mappings(doc))))
         key = draw(st.from_regex(r"\A[a-z_]{1,12}\Z").filter(lambda k: k not in FIELDS))
         at(doc, where)[key] = draw(VALUES)
-        return doc, "" if where and where[-1] == "bake_overrides" else dotted((*where, key))
+        free = (where and where[-1] == "bake_overrides") or tuple(where[-2:]) == ("e425", "numbers")  # keyed by data
+        return doc, "" if free else dotted((*where, key))
     path = draw(st.sampled_from(list(leaves(doc))))
     parent = at(doc, path[:-1])
     if op == "delete":
@@ -454,6 +461,7 @@ def test_plan_command_json_is_the_plan() -> None:
     result = run_plan("--to", "5.7.0", "--policy", str(PRODUCTION), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
+    assert data.pop("schema_version") == 1
     expected = build_plan(estate=load_inventory(INVENTORY), policy=load_policy(PRODUCTION), target="5.7.0")
     assert data == expected.model_dump(mode="json")
 
@@ -472,3 +480,14 @@ def test_plan_command_refuses_with_exit_2_and_no_traceback(workdir: Path, text: 
     assert expected in result.output
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def test_plan_detailed_exitcode_says_whether_sites_would_change(tmp_path: Path) -> None:
+    """--declared: the inventory alone, no network. Every host declares 5.6.0-lab1 in the example."""
+    changes = run_plan("--to", "5.7.0", "--policy", str(PRODUCTION), "--json", "--detailed-exitcode")
+    assert changes.exit_code == 2 and json.loads(changes.stdout)["waves"]
+    current = load_inventory(INVENTORY).hosts[0].release
+    nothing = run_plan("--to", current, "--policy", str(PRODUCTION), "--json", "--detailed-exitcode")
+    assert nothing.exit_code == 0, nothing.output
+    assert json.loads(nothing.stdout)["waves"] == []
+    assert run_plan("--to", "5.7.0", "--policy", str(PRODUCTION), "--json").exit_code == 0  # without the flag

@@ -3,15 +3,18 @@ no sleeping. A host of site3 goes down at round 3 and comes back at round 8."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from orchestrator.alerting import Alert
 from orchestrator.errors import RemoteError
+from orchestrator.store.lease import Holder
 from orchestrator.traffic.steering import SiteTraffic
 from orchestrator.watch.journal import WatchJournal
-from orchestrator.watch.model import Blind, LiveSample, ProbeSample
+from orchestrator.watch.leader import Role
+from orchestrator.watch.model import Blind, LiveSample, ProbeSample, WatchState
 from orchestrator.watch.ports import Ports
 from orchestrator.watch.report import RoundReport
 from orchestrator.watch.supervisor import Supervisor
@@ -204,3 +207,48 @@ def test_resume_keeps_incidents_and_own_drains(tmp_path: Path) -> None:
     sup2.run(rounds=3)
     assert steering.calls == ["drain site3", "undrain site3"]
     assert [a.kind.value for a in sink.alerts] == ["incident_opened", "incident_resolved"]
+
+
+def test_two_watchers_one_leads_the_other_takes_over_and_nothing_is_done_twice(tmp_path: Path) -> None:
+    """Two supervisors on one store (as two hosts would): the first leads and drains the
+    failing site; the second stands by, observing nothing. The leader dies without a word (it
+    simply stops); once its lease lapses (the store's clock) the standby leads, reloads the
+    state, and neither drains again nor repeats the opening alert."""
+    # The lease is shortened below the policy's own bound (2 x interval) so the test waits 1 s,
+    # not 20: the fake clock drives the rounds, the store's real clock the lease.
+    policy = FAST.model_copy(update={"leader_lease_s": 1.0})
+    steering, sink = FakeSteering(), Sink()
+    journal_a = WatchJournal(tmp_path / "watch.sqlite")
+    a, _, reports_a = make(tmp_path, broken={"site3": range(3, 40)}, steering=steering, sink=sink,
+                           policy=policy, journal=journal_a)
+    b, _, reports_b = make(tmp_path, broken={"site3": range(1, 40)}, steering=steering, sink=sink,
+                           policy=policy, journal=WatchJournal(tmp_path / "watch.sqlite"))
+    a._me = Holder(host="runner-a", pid=1001, start=1)
+    b._me = Holder(host="runner-b", pid=2002, start=2)
+    state_a = state_b = WatchState()
+    for _ in range(5):
+        state_a = a.round(state_a)
+        state_b = b.round(state_b)
+    assert steering.calls == ["drain site3"]
+    assert [r.role for r in reports_b] == [Role.STANDBY] * 5 and "runner-a" in reports_b[-1].notes[0]
+    assert b._ports.prober.rounds == 0  # type: ignore[attr-defined]  # a standby places no calls
+    opened = [x for x in sink.alerts if x.kind.value == "incident_opened"]
+    assert len(opened) == 1
+
+    # a dies: no more rounds, no resignation. b keeps standing by until the lease lapses.
+    state_b = b.round(state_b)
+    assert reports_b[-1].role is Role.STANDBY
+    time.sleep(1.2)
+    for _ in range(3):
+        state_b = b.round(state_b)
+    assert reports_b[-1].role is Role.LEADER
+    assert "site3" in state_b.drained_by_watch  # reloaded from the store, not rediscovered
+    assert steering.calls == ["drain site3"]  # never twice
+    assert len([x for x in sink.alerts if x.kind.value == "incident_opened"]) == 1
+    kinds = [e.kind for e in WatchJournal(tmp_path / "watch.sqlite").events()]
+    assert kinds.count("leading") == 2 and kinds.count("drain_after") == 1
+
+    # the old leader wakes up: it is fenced off and stands by, acting on nothing
+    state_a = a.round(state_a)
+    assert reports_a[-1].role is Role.STANDBY and "runner-b" in reports_a[-1].notes[0]
+    assert steering.calls == ["drain site3"]
