@@ -34,19 +34,38 @@ def judge_window(window: LiveWindow, policy: LiveStepsPolicy, *, final: bool) ->
     return Verdict.PASS, []
 
 
+def _sum(site: str, windows: list[LiveWindow]) -> LiveWindow:
+    """The steps' windows as one: counts add up, the worst step's SRD p95 stands."""
+    attempts = sum(w.attempts for w in windows)
+    failed = sum(w.failed for w in windows)
+    return LiveWindow(site=site, window_s=sum(w.window_s for w in windows), attempts=attempts,
+                      answered=sum(w.answered for w in windows), failed=failed,
+                      failure_ratio=failed / attempts if attempts else None, srd_p50_ms=None,
+                      srd_p95_ms=max((w.srd_p95_ms for w in windows if w.srd_p95_ms is not None), default=None),
+                      queries={})
+
+
 def run_steps(*, site: str, full_weight: int, policy: LiveStepsPolicy, steering: TrafficSteering,
               metrics: MetricsProvider, start_step: int = 0,
               on_step: Callable[[int, int], None] | None = None,
               sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> StageResult:
     """Undrain in the policy's weight steps from `start_step`, baking and judging each.
 
-    `on_step(index, weight)` is called before each step (the journal records it, so a
-    resumed run starts again at the step it was in)."""
+    At full weight the bake goes on, in bake-sized slices up to `evidence_wait_s`, while
+    fewer than `min_live_calls` were seen: a quiet hour is a reason to look longer, not
+    to call the release good or to halt it. `on_step(index, weight)` is called before
+    each step (the journal records it, so a resumed run starts again at that step)."""
     t0 = time.monotonic()
     metrics.check()
-    windows = []
-    total = LiveWindow(site=site, window_s=0, attempts=0, answered=0, failed=0, failure_ratio=None,
-                       srd_p50_ms=None, srd_p95_ms=None, queries={})
+    evidence: list[dict[str, object]] = []
+    windows: list[LiveWindow] = []
+
+    def result(verdict: Verdict, reasons: tuple[str, ...]) -> StageResult:
+        return StageResult(stage="live-steps", verdict=verdict, reasons=reasons,
+                           calls=int(_sum(site, windows).attempts), seconds=round(time.monotonic() - t0, 3),
+                           evidence={"steps": evidence})
+
+    bake = max(policy.bake_s, 1.0)
     for index in range(start_step, len(policy.weights)):
         percent = policy.weights[index]
         weight = max(1, round(full_weight * percent / 100))
@@ -57,21 +76,19 @@ def run_steps(*, site: str, full_weight: int, policy: LiveStepsPolicy, steering:
         started = clock()
         sleep(policy.bake_s + policy.metrics_lag_s)
         # judge exactly the step's bake, once the backend has scraped all of it
-        window = metrics.site_window(site=site, window_s=max(policy.bake_s, 1.0),
-                                     end=started + max(policy.bake_s, 1.0))
-        windows.append({"step": index, "percent": percent, "weight": weight, **window.model_dump()})
-        attempts = total.attempts + window.attempts
-        failed = total.failed + window.failed
-        total = total.model_copy(update={"attempts": attempts, "failed": failed,
-                                         "failure_ratio": failed / attempts if attempts else None,
-                                         "srd_p95_ms": max(filter(None, (total.srd_p95_ms, window.srd_p95_ms)),
-                                                           default=None)})
+        baked = bake
+        window = metrics.site_window(site=site, window_s=baked, end=started + baked)
+        final = index == len(policy.weights) - 1
+        while final and _sum(site, [*windows, window]).attempts < policy.min_live_calls \
+                and baked - bake < policy.evidence_wait_s and judge_window(window, policy, final=False)[0] != Verdict.FAIL:
+            more = min(bake, policy.evidence_wait_s - (baked - bake))
+            sleep(more)
+            baked += more
+            window = metrics.site_window(site=site, window_s=baked, end=started + baked)
+        windows.append(window)
+        evidence.append({"step": index, "percent": percent, "weight": weight, **window.model_dump()})
         verdict, reasons = judge_window(window, policy, final=False)
         if verdict == Verdict.FAIL:
-            return StageResult(stage="live-steps", verdict=verdict,
-                               reasons=tuple(f"at {percent}%: {r}" for r in reasons), calls=int(total.attempts),
-                               seconds=round(time.monotonic() - t0, 3),
-                               evidence={"steps": windows})
-    verdict, reasons = judge_window(total, policy, final=True)
-    return StageResult(stage="live-steps", verdict=verdict, reasons=tuple(reasons), calls=int(total.attempts),
-                       seconds=round(time.monotonic() - t0, 3), evidence={"steps": windows})
+            return result(verdict, tuple(f"at {percent}%: {r}" for r in reasons))
+    verdict, reasons = judge_window(_sum(site, windows), policy, final=True)
+    return result(verdict, tuple(reasons))

@@ -75,6 +75,9 @@ class LiveStepsPolicy(_Strict):
     min_live_calls: int = Field(default=20, ge=0, le=10_000_000)
     metrics_lag_s: float = Field(default=2.0, ge=0, le=300,
                                  description="wait for the metrics backend to have scraped a step before judging it")
+    evidence_wait_s: float = Field(default=30.0, ge=0, le=7 * 24 * 3600,
+                                   description="at full weight, how much longer to bake while fewer than "
+                                               "min_live_calls were seen, before INCONCLUSIVE")
 
     @model_validator(mode="after")
     def _steps(self) -> LiveStepsPolicy:

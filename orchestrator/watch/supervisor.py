@@ -150,6 +150,15 @@ class Supervisor:
         self._role, self._token = lead.role, lead.token
         return lead
 
+    def _renew(self) -> None:
+        """Renew the lease mid-round; NotLeader unless it is still ours under the same token
+        (a new token means another watcher may have led meanwhile: reload before acting)."""
+        token = self._token
+        lead = self._lead()
+        if lead.role is not Role.LEADER or lead.token != token:
+            self._role, self._token = Role.STANDBY, None
+            raise NotLeader(f"the leader lease lapsed during the round (token {token}); standing by")
+
     def _stand_by(self, state: WatchState, *, who: str | None, note: str) -> WatchState:
         """A standby round: nothing observed (the leader's probes suffice), nothing done."""
         self._emit(RoundReport(round=state.round, at=_iso(self._clock()), elapsed_s=0.0, sites={}, incidents=[],
@@ -194,6 +203,7 @@ class Supervisor:
         traffic, steering_blind = self._traffic()
         blind += steering_blind
         facts = RoundFacts(at=now, probes=tuple(samples), live=tuple(live), blind=tuple(blind))
+        self._renew()  # the probes are a round's slow part: hold the lease again before acting on them
         self._record_stats(state.round + 1, samples=samples, blind=blind, now=now)
         state, assessments, events = step(state, facts, sites=self._sites, numbers=self._numbers,
                                           policy=self._policy)
