@@ -1,6 +1,8 @@
 """The rollout engine against the lab (issue #5 acceptance): canary first, one site at a
 time, 0 calls lost; a reconnection-triggered bug halted at the canary; kill -9 at many
-points then resume; two rollouts at once; advance while baking."""
+points then resume; two rollouts at once; advance while baking. The kill/resume and
+concurrency tests drive one run from several runner identities ($CALLFLEET_HOLDER) through
+a shared PostgreSQL journal, as CI runners on different machines would (issue #18)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PAS
 from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
 from tests.lab.conftest import Lab, edge_list_text, restore_stock
 from tests.lab.releases import breaks_after_reconnect, make_release
+from tests.pg_server import PgServer
 
 # Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.e2e_rollout]
@@ -45,10 +48,14 @@ FAST = {
 }
 
 
+# A runner's lease on a run: short, so a takeover after kill -9 costs seconds, not a minute.
+LEASE_S = 5
+
+
 @pytest.fixture(scope="module")
-def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Releases, a fast policy and a journal for this module; at the end every site goes back
-    to the stock release, as the lab tests that follow expect."""
+def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iterator[dict[str, str]]:
+    """Releases, a fast policy, a SQLite journal and a shared PostgreSQL one for this module;
+    at the end every site goes back to the stock release, as the lab tests that follow expect."""
     d = tmp_path_factory.mktemp("rollout")
     store = d / "store"
     make_release(store, "5.6.0-lab2")
@@ -56,8 +63,15 @@ def env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     make_release(store, "5.6.0-reconnect-bug", breaks_after_reconnect)
     policy = d / "policy.yml"
     policy.write_text(yaml.safe_dump(FAST))
-    yield {"store": str(store), "policy": str(policy), "journal": str(d / "journal.sqlite")}
+    shared = pg_server.new_database()
+    Journal(shared, create=True)
+    yield {"store": str(store), "policy": str(policy), "journal": str(d / "journal.sqlite"), "shared": shared}
     restore_stock(lab)
+
+
+def runner(name: str) -> dict[str, str]:
+    """The environment of a CI runner called `name` (its holder identity), with a short lease."""
+    return {**os.environ, "LC_ALL": "C.UTF-8", "CALLFLEET_HOLDER": name, "CALLFLEET_LEASE_S": str(LEASE_S)}
 
 
 def upgrade_args(lab: Lab, env: dict[str, str], version: str, *extra: str) -> list[str]:
@@ -65,8 +79,10 @@ def upgrade_args(lab: Lab, env: dict[str, str], version: str, *extra: str) -> li
             "--journal", env["journal"], "-i", str(lab.inventory), *extra]
 
 
-def rollout(*args: str, env: dict[str, str], lab: Lab) -> subprocess.CompletedProcess[str]:
-    return cli("rollout", *args, "--journal", env["journal"], "-i", str(lab.inventory), timeout=900)
+def rollout(*args: str, env: dict[str, str], lab: Lab, journal: str | None = None,
+            holder: str | None = None) -> subprocess.CompletedProcess[str]:
+    return cli("rollout", *args, "--journal", journal or env["journal"], "-i", str(lab.inventory), timeout=900,
+               env=runner(holder) if holder else None)
 
 
 class Caller:
@@ -224,13 +240,13 @@ def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_e
         assert not any(secret.encode() in blob for secret in SECRETS.values()), path
 
 
-def _wait_phase(journal: Path, run_id: str | None, phases: set[Phase], *, timeout: float = 300,
+def _wait_phase(journal: Path | str, run_id: str | None, phases: set[Phase], *, timeout: float = 300,
                 known: frozenset[str] = frozenset()) -> str:
     """Poll the journal until the run (or, with `run_id` None, the first run not in `known`:
     the one just spawned) reaches one of `phases`; returns the run id."""
     deadline = time.monotonic() + timeout
+    j = Journal(journal, read_only=True)
     while time.monotonic() < deadline:
-        j = Journal(journal)
         if run_id is None:
             new = [r for r in j.runs(limit=5) if r.id not in known]
             run_id = new[0].id if new else None
@@ -244,24 +260,31 @@ def _wait_phase(journal: Path, run_id: str | None, phases: set[Phase], *, timeou
     raise AssertionError(f"never reached {phases}")
 
 
-def _known_runs(journal: Path) -> frozenset[str]:
-    return frozenset(r.id for r in Journal(journal).runs(limit=1000)) if journal.exists() else frozenset()
+def _known_runs(journal: Path | str) -> frozenset[str]:
+    if isinstance(journal, Path) and not journal.exists():
+        return frozenset()
+    return frozenset(r.id for r in Journal(journal, read_only=True).runs(limit=1000))
 
 
 class Spawned:
-    """Orchestrator processes a test started in their own session; any still alive at the
-    end of the test are killed with their children, so a failed test never leaves a rollout
-    running (and holding the lock) for the next one."""
+    """Orchestrator processes a test started in their own session, each writing its stderr
+    to a file of its own; any still alive at the end of the test are killed with their
+    children, so a failed test never leaves a rollout running (and holding the lock)."""
 
-    def __init__(self) -> None:
+    def __init__(self, logs: Path) -> None:
         self.procs: list[subprocess.Popen[str]] = []
+        self.logs = logs
 
-    def __call__(self, args: list[str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "LC_ALL": "C.UTF-8"})
+    def __call__(self, args: list[str], *, holder: str | None = None) -> subprocess.Popen[str]:
+        with (self.logs / f"{len(self.procs)}.stderr").open("w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
+                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                    env=runner(holder) if holder else {**os.environ, "LC_ALL": "C.UTF-8"})
         self.procs.append(proc)
         return proc
+
+    def stderr(self, proc: subprocess.Popen[str]) -> str:
+        return (self.logs / f"{self.procs.index(proc)}.stderr").read_text()
 
     def kill_all(self) -> None:
         for proc in self.procs:
@@ -270,8 +293,8 @@ class Spawned:
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawned]:
-    spawned = Spawned()
+def spawn(tmp_path: Path) -> Iterator[Spawned]:
+    spawned = Spawned(tmp_path)
     yield spawned
     spawned.kill_all()
 
@@ -285,22 +308,57 @@ KILL_POINTS = [Phase.PREPARING, Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECK
                Phase.STEPPING, Phase.BAKING, Phase.SWITCHING, Phase.GATING, Phase.WAITING_FLEET_BAKE]
 
 
+def _until_lease_expires(journal: str, run_id: str) -> None:
+    """Sleep until the run's lease (its dead or frozen holder's) has expired."""
+    expires = Journal(journal, read_only=True).run(run_id).lease_expires
+    assert expires is not None
+    time.sleep(max(0.0, expires - time.time()) + 0.3)
+
+
 def test_kill_9_at_many_points_then_resume_ends_consistent(
         lab: Lab, env: dict[str, str], traffic: Caller, spawn: Spawned) -> None:
-    journal = Path(env["journal"])
+    """Each kill -9 is followed by `rollout resume` from another runner, through the shared
+    PostgreSQL journal. Before the dead holder's lease expires the other runner is refused,
+    naming the holder; once it has, it takes the run over. At the bake one holder is frozen
+    (SIGSTOP) instead: a runner takes over, and when the frozen one wakes its next write is
+    refused, it exits 9 saying so, and the run goes on unharmed."""
+    journal = env["shared"]
     known = _known_runs(journal)
-    proc = spawn(upgrade_args(lab, env, "5.6.0-lab3"))
+    holders = (f"runner-{k}" for k in itertools.count())
+    proc = spawn(upgrade_args(lab, {**env, "journal": journal}, "5.6.0-lab3"), holder=next(holders))
     run_id = None
     killed_at = []
-    for target in KILL_POINTS:
+    frozen: subprocess.Popen[str] | None = None
+
+    def resume() -> subprocess.Popen[str]:
+        assert run_id is not None
+        return spawn(["rollout", "resume", run_id, "--journal", journal, "-i", str(lab.inventory),
+                      "--store", env["store"]], holder=next(holders))
+
+    for n, target in enumerate(KILL_POINTS):
         run_id = _wait_phase(journal, run_id, {target}, known=known)
-        _kill9(proc)
-        killed_at.append((Journal(journal).run(run_id).wave, target))
-        proc = spawn(["rollout", "resume", run_id, "--journal", str(journal), "-i", str(lab.inventory),
-                       "--store", env["store"]])
+        if target is Phase.BAKING:
+            os.killpg(proc.pid, signal.SIGSTOP)  # the holder and its children stall, alive
+            frozen = proc
+        else:
+            _kill9(proc)
+        killed_at.append((Journal(journal, read_only=True).run(run_id).wave, target))
+        if n == 0:
+            early = rollout("resume", run_id, "--store", env["store"], env=env, lab=lab, journal=journal,
+                            holder="runner-early")
+            assert early.returncode == 9, early.stderr
+            assert "being driven by process" in early.stderr and "on runner-0" in early.stderr, early.stderr
+        _until_lease_expires(journal, run_id)
+        proc = resume()
+        if frozen is not None and frozen.poll() is None:
+            # the new holder has written (it moved on) before the old one wakes
+            _wait_phase(journal, run_id, set(Phase) - {Phase.BAKING})
+            os.killpg(frozen.pid, signal.SIGCONT)
+            assert frozen.wait(120) == 9, spawn.stderr(frozen)[-2000:]
+            assert "lost its lease on the run" in spawn.stderr(frozen), spawn.stderr(frozen)[-2000:]
     assert proc.wait(900) == 0
     assert run_id is not None
-    j = Journal(journal)
+    j = Journal(journal, read_only=True)
     run = j.run(run_id)
     assert run.phase == Phase.COMPLETED, run.outcome
     assert len(set(killed_at)) >= 10, killed_at
@@ -329,33 +387,79 @@ def test_kill_9_during_a_rollback_then_resume_restores_the_site(
     assert edge_all_full(lab)
 
 
-def test_two_rollouts_at_once_exactly_one_proceeds_and_advance_waits_for_the_bake(
+BAKE_S = 6
+
+
+def test_six_runners_start_one_rollout_and_three_runners_advance_it_to_the_end(
         lab: Lab, env: dict[str, str], tmp_path: Path, traffic: Caller) -> None:
-    # the background caller gives the canary's live steps their calls (none: INCONCLUSIVE)
-    slow = {**FAST, "rollout": {"bake_s": 3600, "reserve": {"sites": 1, "fleet_bake_s": 3}}}
-    policy = tmp_path / "slow.yml"
-    policy.write_text(yaml.safe_dump(slow))
-    args = upgrade_args(lab, {**env, "policy": str(policy)}, "5.6.0-lab2", "--no-wait")
-    procs = [subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    results = [(p.wait(600), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
-               for p in procs]
-    codes = sorted(r[0] for r in results)
-    assert codes == [9, 10], results
-    locked = next(r for r in results if r[0] == 9)
-    validate("error", json.loads(locked[1]))  # --json: the refusal is one error document too
-    waiting = json.loads(next(r for r in results if r[0] == 10)[1])
+    """Six CI runners start the same rollout on one shared PostgreSQL journal: exactly one
+    proceeds, the five others exit 9 naming it. The run (three sites, --limit) is then driven
+    by `rollout advance` from three other runners in turn, as scheduled jobs would: an
+    advance during a bake changes nothing; each wave runs once, each gate once."""
+    # the background caller gives the live steps their calls (none: INCONCLUSIVE)
+    paced = {**FAST, "rollout": {"bake_s": BAKE_S, "canary_bake_s": BAKE_S,
+                                 "reserve": {"sites": 1, "fleet_bake_s": 3}}}
+    policy = tmp_path / "paced.yml"
+    policy.write_text(yaml.safe_dump(paced))
+    sites = [s.name for s in lab.estate.sites][:3]
+    journal = env["shared"]
+    args = upgrade_args(lab, {**env, "policy": str(policy), "journal": journal}, "5.6.0-lab2", "--no-wait",
+                        "--limit", ",".join(sites))
+    names = [f"starter-{k}" for k in range(6)]
+    procs = {name: subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=runner(name))
+             for name in names}
+    results = {name: (p.wait(600), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
+               for name, p in procs.items()}
+    assert sorted(r[0] for r in results.values()) == [9, 9, 9, 9, 9, 10], results
+    winner = next(name for name, r in results.items() if r[0] == 10)
+    waiting = json.loads(results[winner][1])
     validate("outcome", waiting)
-    assert waiting["run"] in locked[2] and "holds the rollout lock" in locked[2]
     assert waiting["phase"] == "baking"
-    j = Journal(Path(env["journal"]))
-    events_before = len(j.events(waiting["run"]))
-    adv = rollout("advance", waiting["run"], "--store", env["store"], "--json", env=env, lab=lab)
-    assert adv.returncode == 10
-    assert "baking" in json.loads(adv.stdout)["message"] and "left" in json.loads(adv.stdout)["message"]
-    assert len(j.events(waiting["run"])) == events_before
-    ab = rollout("abort", waiting["run"], "--by", "test", "--store", env["store"], "--json", env=env, lab=lab)
+    for name, (_, out, err) in results.items():
+        if name != winner:
+            validate("error", json.loads(out))  # --json: the refusal is one error document too
+            assert waiting["run"] in err and "holds the rollout lock" in err and f"@{winner})" in err, err
+    run_id = waiting["run"]
+    j = Journal(journal, read_only=True)
+    events_before = len(j.events(run_id))
+    early = rollout("advance", run_id, "--store", env["store"], "--json", env=env, lab=lab, journal=journal,
+                    holder="scheduler-0")
+    assert early.returncode == 10, early.stderr
+    assert "baking" in json.loads(early.stdout)["message"] and "left" in json.loads(early.stdout)["message"]
+    assert len(j.events(run_id)) == events_before  # nothing written, nothing done
+    advanced_by = []
+    for k in itertools.count(1):
+        assert k <= 12, "the run did not complete within 12 advances"
+        time.sleep(BAKE_S)  # the job's schedule: after the wave's bake
+        holder = f"scheduler-{k % 3}"
+        seen = len(j.events(run_id))
+        adv = rollout("advance", run_id, "--store", env["store"], "--json", env=env, lab=lab, journal=journal,
+                      holder=holder)
+        assert adv.returncode in (0, 10), adv.stderr[-3000:]
+        if len(j.events(run_id)) > seen:
+            advanced_by.append(holder)
+        if adv.returncode == 0:
+            assert json.loads(adv.stdout)["kind"] == "completed"
+            break
+    assert len(set(advanced_by)) == 3, advanced_by  # three runners each moved it on
+    events = j.events(run_id)
+    dones = [e.wave for e in events if e.kind == "transition" and e.phase == Phase.WAVE_DONE]
+    assert dones == [1, 2, 3]
+    assert [e.site for e in events if e.kind == "gate"] == sites  # each gate once, in order
+    after = releases(lab)
+    assert all(after[s] == {"5.6.0-lab2"} for s in sites)
+    assert all(after[s] != {"5.6.0-lab2"} for s in after if s not in sites)
+    assert edge_all_full(lab)
+    # a run waiting at its bake is aborted by another runner: it ends ABORTED, every weight back
+    other = next(s.name for s in lab.estate.sites if s.name not in sites)
+    started = cli(*upgrade_args(lab, {**env, "policy": str(policy), "journal": journal}, "5.6.0-lab2", "--no-wait",
+                                "--limit", other), env=runner("starter-0"), timeout=900)
+    assert started.returncode == 10, started.stderr[-3000:]
+    ab = rollout("abort", json.loads(started.stdout)["run"], "--by", "test", "--store", env["store"], "--json",
+                 env=env, lab=lab, journal=journal, holder="scheduler-1")
     assert ab.returncode == 0, ab.stderr
     validate("outcome", json.loads(ab.stdout))
     assert json.loads(ab.stdout)["kind"] == "aborted"
     assert edge_all_full(lab)
+    assert traffic.stop()["failed"] == 0
