@@ -79,8 +79,9 @@ def run_steps(*, site: str, full_weight: int, policy: LiveStepsPolicy, steering:
         baked = bake
         window = metrics.site_window(site=site, window_s=baked, end=started + baked)
         final = index == len(policy.weights) - 1
-        while final and _sum(site, [*windows, window]).attempts < policy.min_live_calls \
-                and baked - bake < policy.evidence_wait_s and judge_window(window, policy, final=False)[0] != Verdict.FAIL:
+        while (final and _sum(site, [*windows, window]).attempts < policy.min_live_calls
+               and baked - bake < policy.evidence_wait_s
+               and judge_window(window, policy, final=False)[0] != Verdict.FAIL):
             more = min(bake, policy.evidence_wait_s - (baked - bake))
             sleep(more)
             baked += more

@@ -30,6 +30,7 @@ from orchestrator.store import url as store_url
 from orchestrator.store.db import Store
 from orchestrator.store.lease import Decision, Holder
 from orchestrator.store.migrate import Migration, sql_steps, upgrade
+from orchestrator.traffic.failed_calls import FailedCall
 from orchestrator.watch.model import WatchState
 from orchestrator.watch.stats import Counts, Outcome, Source, Tally
 
@@ -77,7 +78,18 @@ MIGRATIONS = (
   PRIMARY KEY (start, site, number, source))""",
                     "CREATE TABLE IF NOT EXISTS watch_tally_cursor (site TEXT PRIMARY KEY, "
                     "until DOUBLE PRECISION NOT NULL)"])),
+    Migration(version=4, description="failed callers: the public's failed emergency calls, kept from the edge",
+              apply=sql_steps(
+        sqlite=["CREATE TABLE IF NOT EXISTS watch_failed_calls (call_id TEXT PRIMARY KEY, at REAL NOT NULL, "
+                "code INTEGER NOT NULL, number TEXT NOT NULL, site TEXT NOT NULL, host TEXT NOT NULL, "
+                "caller TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS watch_failed_calls_at ON watch_failed_calls(at)"],
+        postgresql=["CREATE TABLE IF NOT EXISTS watch_failed_calls (call_id TEXT PRIMARY KEY, "
+                    "at DOUBLE PRECISION NOT NULL, code INTEGER NOT NULL, number TEXT NOT NULL, site TEXT NOT NULL, "
+                    "host TEXT NOT NULL, caller TEXT NOT NULL)",
+                    "CREATE INDEX IF NOT EXISTS watch_failed_calls_at ON watch_failed_calls(at)"])),
 )
+FAILED_TABLE = "watch_failed_calls"
 TALLY_TABLE = "watch_tally"
 _OUTCOMES = tuple(o.value for o in Outcome)
 
@@ -150,6 +162,12 @@ class WatchJournal:
                 self.url.file.parent.mkdir(parents=True, exist_ok=True)
             with self.store.write() as conn:
                 upgrade(self.store, conn, COMPONENT, MIGRATIONS)
+            if self.url.backend is store_url.Backend.SQLITE:
+                # it holds failed callers (personal data): its owner only (PostgreSQL: the role's grants)
+                for suffix in ("", "-wal", "-shm"):
+                    f = Path(str(self.url.file) + suffix)
+                    if f.exists():
+                        f.chmod(0o600)
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             raise InvalidInput(f"{self.where}: cannot open the watch journal ({exc})") from None
 
@@ -230,6 +248,31 @@ class WatchJournal:
                 db.execute(sa.text("DELETE FROM watch_tally_cursor WHERE site=:s"), {"s": site})
                 db.execute(sa.text("INSERT INTO watch_tally_cursor(site, until) VALUES (:s, :u)"),
                            {"s": site, "u": until})
+
+    # -- failed callers (personal data: the store only, never a log or an event line) ----
+    def keep_failed_calls(self, calls: list[FailedCall], *, retention_s: float,
+                          leader_token: int | None = None) -> list[str]:
+        """Store the calls not stored yet and drop those older than `retention_s`; returns the
+        Call-IDs now stored (the edge may forget them). NotLeader once the lease is lost."""
+        with self._tx() as db:
+            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
+                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            for call in calls:
+                seen = db.execute(sa.text(f"SELECT 1 FROM {FAILED_TABLE} WHERE call_id=:c"),
+                                  {"c": call.call_id}).first()
+                if seen is None:
+                    db.execute(sa.text(f"INSERT INTO {FAILED_TABLE}(call_id, at, code, number, site, host, caller) "
+                                       "VALUES (:call_id, :at, :code, :number, :site, :host, :caller)"),
+                               call.model_dump())
+            db.execute(sa.text(f"DELETE FROM {FAILED_TABLE} WHERE at < :t"), {"t": self._clock() - retention_s})
+        return [c.call_id for c in calls]
+
+    def failed_calls(self, *, start: float, end: float, sites: set[str] | None = None) -> list[FailedCall]:
+        """The failed calls of [start, end], of `sites` (all when None), oldest first."""
+        with self.store.read() as db:
+            rows = db.execute(sa.text(f"SELECT * FROM {FAILED_TABLE} WHERE at >= :a AND at <= :b "
+                                      "ORDER BY at, call_id"), {"a": start, "b": end}).mappings().all()
+        return [FailedCall(**r) for r in rows if sites is None or r["site"] in sites]
 
     def live_cursor(self) -> dict[str, float]:
         """Where each site's live count ended (absent: never counted)."""

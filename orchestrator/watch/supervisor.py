@@ -205,6 +205,7 @@ class Supervisor:
         facts = RoundFacts(at=now, probes=tuple(samples), live=tuple(live), blind=tuple(blind))
         self._renew()  # the probes are a round's slow part: hold the lease again before acting on them
         self._record_stats(state.round + 1, samples=samples, blind=blind, now=now)
+        self._keep_failed_calls(state.round + 1)
         state, assessments, events = step(state, facts, sites=self._sites, numbers=self._numbers,
                                           policy=self._policy)
         n = state.round
@@ -225,6 +226,25 @@ class Supervisor:
                                 traffic=traffic, releases=releases, notes=notes, now=now,
                                 elapsed=self._monotonic() - began))
         return state
+
+    def _keep_failed_calls(self, round_no: int) -> None:
+        """Move the failed calls the edge kept into the store (personal data: never journalled
+        as events; an edge that cannot be read is noted, without the callers, and tried again)."""
+        source = self._ports.failed_calls
+        if source is None:
+            return
+        try:
+            calls = source.collect()
+            if calls:
+                stored = self._journal.keep_failed_calls(
+                    calls, retention_s=self._policy.failed_callers_retention_days * 86400,
+                    leader_token=self._token)
+                source.forget(stored)
+        except NotLeader:
+            raise
+        except CallfleetError as exc:
+            # the first line only: an RPC error never carries the table's rows, but be sure
+            self._record("failed_calls_blind", round_no=round_no, data={"error": exc.message.splitlines()[0][:200]})
 
     def _record_stats(self, round_no: int, *, samples: Sequence[ProbeSample], blind: Sequence[Blind],
                       now: float) -> None:
