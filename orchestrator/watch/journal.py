@@ -182,6 +182,11 @@ class WatchJournal:
             yield conn
 
     # -- leader lease (several watchers) ----------------------------------------------
+    def _fence(self, db: Connection, leader_token: int | None) -> None:
+        """Inside a write: NotLeader unless `leader_token` (when given) still holds the lease."""
+        if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
+            raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+
     def lead(self, *, me: Holder, ttl_s: float) -> Decision:
         """Take or renew the leader lease, or learn who holds it (times: the database's clock)."""
         with self._tx() as db:
@@ -207,8 +212,7 @@ class WatchJournal:
         """Append one event (committed before this returns); with `leader_token`, only while
         that lease is still this watcher's (NotLeader otherwise)."""
         with self._tx() as db:
-            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
-                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            self._fence(db, leader_token)
             db.execute(sa.text("INSERT INTO watch_events(ts, round, kind, site, incident, data) "
                                "VALUES (:ts, :r, :k, :s, :i, :d)"),
                        {"ts": self._clock(), "r": round_no, "k": kind, "s": site, "i": incident,
@@ -223,12 +227,16 @@ class WatchJournal:
                            incident=r["incident"], data=json.loads(r["data"])) for r in reversed(rows)]
 
     # -- call statistics (the monthly report) ------------------------------------------
-    def add_tallies(self, rows: list[Tally], *, live_until: dict[str, float] | None = None) -> None:
+    def add_tallies(self, rows: list[Tally], *, live_until: dict[str, float] | None = None,
+                    leader_token: int | None = None) -> None:
         """Add each row's counts to its interval's (one transaction), and move the live cursor
-        of the sites counted (so a restarted watch neither counts a span twice nor skips it)."""
+        of the sites counted (so a restarted watch neither counts a span twice nor skips it).
+        With `leader_token`, only while that lease is still this watcher's (NotLeader otherwise:
+        a leader paused past its lease must not count its round once more)."""
         if not rows and not live_until:
             return
         with self._tx() as db:
+            self._fence(db, leader_token)
             for row in rows:
                 key = {"start": row.start, "site": row.site, "number": row.number, "source": row.source.value}
                 old = db.execute(sa.text(f"SELECT * FROM {TALLY_TABLE} WHERE start=:start AND site=:site AND "
@@ -255,8 +263,7 @@ class WatchJournal:
         """Store the calls not stored yet and drop those older than `retention_s`; returns the
         Call-IDs now stored (the edge may forget them). NotLeader once the lease is lost."""
         with self._tx() as db:
-            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
-                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            self._fence(db, leader_token)
             for call in calls:
                 seen = db.execute(sa.text(f"SELECT 1 FROM {FAILED_TABLE} WHERE call_id=:c"),
                                   {"c": call.call_id}).first()
@@ -293,8 +300,7 @@ class WatchJournal:
         `leader_token`, only while that lease is still this watcher's (NotLeader otherwise)."""
         data = state.model_copy(update={"probes": ()}).model_dump_json()
         with self._tx() as db:
-            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
-                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            self._fence(db, leader_token)
             db.execute(sa.text("DELETE FROM watch_state WHERE id=1"))
             db.execute(sa.text("INSERT INTO watch_state(id, ts, data) VALUES (1, :ts, :d)"),
                        {"ts": self._clock(), "d": data})

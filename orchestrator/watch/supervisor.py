@@ -266,13 +266,14 @@ class Supervisor:
                     try:
                         counted.append(self._ports.counter.count(site=site, start=start, end=end))
                     except CallfleetError as exc:
-                        self._journal.record("stats_blind", round_no=round_no, site=site,
-                                             data={"start": start, "end": end, "error": exc.message})
+                        self._record("stats_blind", round_no=round_no, site=site,
+                                     data={"start": start, "end": end, "error": exc.message})
                         if site not in cursor and site not in until:
                             until[site] = start  # a first count that failed: the next round starts here
                         break
                     until[site] = end
-        self._journal.add_tallies(tally_round(probes=probes, live=counted, interval_s=interval), live_until=until)
+        self._journal.add_tallies(tally_round(probes=probes, live=counted, interval_s=interval), live_until=until,
+                                  leader_token=self._token)
 
     def _traffic(self) -> tuple[dict[str, bool] | None, list[Blind]]:
         if self._ports.steering is None:
