@@ -3,6 +3,9 @@ sent, show one incident with its PSAP notification clock."""
 
 from __future__ import annotations
 
+import csv
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +28,11 @@ from orchestrator.alerting import (
 from orchestrator.alerting.config import default_store_path
 from orchestrator.alerting.psap import NoticeKind, PsapClock
 from orchestrator.alerting.store import Incident
-from orchestrator.cli.common import JsonOpt, console, emit_json, err_console, handle_errors
+from orchestrator.cli.common import InventoryOpt, JsonOpt, console, emit_json, err_console, handle_errors
 from orchestrator.cli.documents import (
     AlertTest,
     DeliveryOutcome,
+    FailedCallers,
     IncidentList,
     IncidentShow,
     PsapClockView,
@@ -245,3 +249,62 @@ def incidents_show(
         clock_table.add_row("closed", _at(view.closed_at), "", "", "")
         console.print(clock_table)
     console.print(_deliveries_table(found))
+
+
+@incidents_app.command("callers")
+@handle_errors
+def incidents_callers(
+    incident_id: Annotated[str, typer.Argument(metavar="INCIDENT", help="The incident's id (see `incidents`).")],
+    journal: Annotated[str | None, typer.Option("--journal", help="Watch journal (a SQLite file or a "
+                                                "postgresql:// URL). Default: $CALLFLEET_WATCH_JOURNAL, else "
+                                                ".callfleet/watch.sqlite beside the inventory.")] = None,
+    inventory: InventoryOpt = None,
+    before: Annotated[float, typer.Option("--before", min=0, max=86400, help="Also calls that failed this many "
+                                          "seconds before the incident opened (while it was being "
+                                          "confirmed).")] = 300,
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV on stdout (call_id, at_utc, code, number, site, "
+                                          "host, caller).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The public's emergency calls that failed at the incident's site(s), or found no site,
+    from shortly before it opened until it was resolved (or now): who called, which number,
+    when, where, the SIP code. `callfleet watch` collects them from the edge each round, so
+    the list is complete within a round or two. Personal data: for call-backs and the
+    regulator, not for logs. Exit 0, or 2 for an unknown incident or journal."""
+    from orchestrator.cli.common import default_inventory
+    from orchestrator.watch.journal import WatchJournal, default_path
+
+    location = journal or default_path(inventory or default_inventory())
+    if "://" not in location and not Path(location).is_file():
+        raise InvalidInput(f"{location}: no watch journal here", hint="`callfleet watch` creates it (--journal)")
+    wj = WatchJournal(location)
+    events = [e for e in wj.events() if e.incident == incident_id]
+    if not events:
+        raise InvalidInput(f"no incident {incident_id!r} in the watch journal {wj.where}",
+                           hint="`callfleet incidents` lists them")
+    sites = sorted({e.site for e in events if e.site})
+    resolved = next((e.ts for e in events if e.kind == "incident_resolved"), None)
+    start, end = events[0].ts - before, resolved if resolved is not None else time.time()
+    calls = wj.failed_calls(start=start, end=end, sites={*sites, "none"})
+    doc = FailedCallers(journal=wj.where, incident=incident_id, sites=sites, start=start, end=end,
+                        open=resolved is None, calls=calls)
+    if json_out:
+        emit_json(doc)
+        return
+    rows = [(c.call_id, f"{datetime.fromtimestamp(c.at, UTC):%Y-%m-%d %H:%M:%S}", str(c.code), c.number, c.site,
+             c.host, c.caller) for c in calls]
+    if csv_out:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["call_id", "at_utc", "code", "number", "site", "host", "caller"])
+        out.writerows(rows)
+        return
+    state = "open" if doc.open else "resolved"
+    console.print(f"[bold]{incident_id}[/] ({state}, {', '.join(sites) or 'estate'}): {len(calls)} failed calls "
+                  f"from {_at(datetime.fromtimestamp(start, UTC))} to {_at(datetime.fromtimestamp(end, UTC))}",
+                  soft_wrap=True)
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("when (UTC)", "caller", "number", "site", "host", "code"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r[1], r[6], r[3], r[4], r[5], r[2])
+    console.print(table)

@@ -17,6 +17,7 @@ from orchestrator.lab.faults import Fault
 from orchestrator.probe.runner import ProbeReport
 from orchestrator.rollout.executor import Outcome
 from orchestrator.rollout.journal import Event, Run, RunSummary
+from orchestrator.traffic.failed_calls import FailedCall
 from orchestrator.traffic.steering import SiteTraffic
 
 
@@ -195,6 +196,19 @@ class PsapClockView(_Document):
     opened_at: datetime
     closed_at: datetime | None
     notices: list[PsapNoticeView]
+
+
+class FailedCallers(_Document):
+    """`incidents callers INCIDENT --json`: the public's calls that failed at the incident's
+    site(s) (or found no site) from `start` to `end` (unix times), oldest first. Personal data."""
+
+    journal: str
+    incident: str
+    sites: list[str]
+    start: float
+    end: float
+    open: bool
+    calls: list[FailedCall]
 
 
 class IncidentShow(_Document):

@@ -32,6 +32,8 @@ from orchestrator.policy.load import load_policy
 from orchestrator.policy.watch import WatchPolicy
 from orchestrator.rollout.facts import observe
 from orchestrator.sipp import scenarios
+from orchestrator.traffic.edge import SshEdge
+from orchestrator.traffic.failed_calls import EdgeFailedCalls
 from orchestrator.traffic.steering import dispatcher_for
 from orchestrator.watch.journal import WatchJournal, default_path
 from orchestrator.watch.observe import LiveCounter, LiveReader, ReleaseReader, SippProber
@@ -85,13 +87,15 @@ def _ports(estate: Estate, pol: WatchPolicy, notifier: Notifier | None) -> tuple
     else:
         notes.append("live metrics off (policy): probes only")
     steering = None
+    failed_calls = None
     if estate.edge is not None:
         steering = dispatcher_for(estate)
+        failed_calls = EdgeFailedCalls(SshEdge(estate))
     else:
         notes.append("no edge steering in the inventory: incidents are raised, nothing is drained")
     releases = ReleaseReader(estate=estate, refresh_s=pol.release_refresh_s, observe=observe)
     return Ports(prober=SippProber(estate=estate, policy=pol), live=live, counter=counter, steering=steering,
-                 releases=releases.releases, alerts=notifier), notes
+                 releases=releases.releases, alerts=notifier, failed_calls=failed_calls), notes
 
 
 def _emit(json_out: bool) -> Any:

@@ -49,6 +49,9 @@ def _meta_path(state_dir: Path) -> Path:
     return state_dir.resolve() / "traffic" / "current.json"
 
 
+LAB_CALLERS = 50  # distinct caller identities of the lab's public
+
+
 def start(*, state_dir: Path, rate: float, duration_s: int) -> dict[str, object]:
     """Start calling through the edge at `rate` calls/s for at most `duration_s` seconds."""
     if not 0 < rate <= MAX_RATE:
@@ -65,7 +68,9 @@ def start(*, state_dir: Path, rate: float, duration_s: int) -> dict[str, object]
     from orchestrator.lab.topology import LAB_NUMBERS
 
     run_dir = state_dir / "traffic" / time.strftime("%Y%m%dT%H%M%S")
-    numbers = scenarios.write_numbers(run_dir / "numbers.csv", [n for n, _ in LAB_NUMBERS])
+    # the public: many callers (so the failed-callers list names who called), each number in turn
+    numbers = scenarios.write_numbers(run_dir / "numbers.csv", [n for n, _ in LAB_NUMBERS],
+                                      callers=[f"+3361000{k:04d}" for k in range(LAB_CALLERS)])
     calls = max(1, int(rate * duration_s))
     argv = scenarios.caller_argv(local_address=str(caller_address(params)),
                                  target=f"{edge_address(params)}:5060", numbers_file=numbers,

@@ -91,6 +91,9 @@ class WatchPolicy(BaseModel):
                     "(a standby takes over within leader_lease_s + interval_s); default 3 x interval_s")
     stats_interval_s: int = Field(default=300, ge=10, le=3600,
                                   description="the call statistics' interval (seconds, divides an hour)")
+    failed_callers_retention_days: float = Field(
+        default=30.0, gt=0, le=3660, allow_inf_nan=False,
+        description="how long the failed callers (personal data, from the edge) are kept in the store")
     e425: E425Policy = Field(default_factory=E425Policy,
                              description="monthly report thresholds per number (docs/REGULATORY.md)")
     substitute_numbers: tuple[SubstituteNumber, ...] = Field(

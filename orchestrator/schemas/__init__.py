@@ -21,6 +21,7 @@ from orchestrator.cli.documents import (
     AlertTest,
     Approval,
     EstateValidation,
+    FailedCallers,
     FaultList,
     FaultsCleared,
     IncidentList,
@@ -105,6 +106,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "alert-test": AlertTest,
     "incidents": IncidentList,
     "incident-show": IncidentShow,
+    "failed-callers": FailedCallers,
     "rollout-report": RolloutReport,
     "monthly-report": MonthlyReport,
 }
@@ -158,6 +160,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "report run": ("rollout-report",),
     "report monthly": ("monthly-report",),
     "incidents show": ("incident-show",),
+    "incidents callers": ("failed-callers",),
 }
 
 

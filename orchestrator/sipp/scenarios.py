@@ -134,10 +134,13 @@ def caller_argv(*, local_address: str, target: str, numbers_file: Path, calls: i
             "-max_socket", "2048", target]
 
 
-def write_numbers(path: Path, numbers: Sequence[str]) -> Path:
-    """SIPp injection file dialling `numbers` in turn."""
+PROBE_CALLER = "callfleet-probe"
+
+
+def write_numbers(path: Path, numbers: Sequence[str], callers: Sequence[str] = (PROBE_CALLER,)) -> Path:
+    """SIPp injection file dialling `numbers` in turn, each caller in turn calling each number."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
+    path.write_text("SEQUENTIAL\n" + "".join(f"{n};{c};\n" for c in callers for n in numbers))
     return path
 
 

@@ -30,6 +30,7 @@ from orchestrator.store import url as store_url
 from orchestrator.store.db import Store
 from orchestrator.store.lease import Decision, Holder
 from orchestrator.store.migrate import Migration, sql_steps, upgrade
+from orchestrator.traffic.failed_calls import FailedCall
 from orchestrator.watch.model import WatchState
 from orchestrator.watch.stats import Counts, Outcome, Source, Tally
 
@@ -77,7 +78,18 @@ MIGRATIONS = (
   PRIMARY KEY (start, site, number, source))""",
                     "CREATE TABLE IF NOT EXISTS watch_tally_cursor (site TEXT PRIMARY KEY, "
                     "until DOUBLE PRECISION NOT NULL)"])),
+    Migration(version=4, description="failed callers: the public's failed emergency calls, kept from the edge",
+              apply=sql_steps(
+        sqlite=["CREATE TABLE IF NOT EXISTS watch_failed_calls (call_id TEXT PRIMARY KEY, at REAL NOT NULL, "
+                "code INTEGER NOT NULL, number TEXT NOT NULL, site TEXT NOT NULL, host TEXT NOT NULL, "
+                "caller TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS watch_failed_calls_at ON watch_failed_calls(at)"],
+        postgresql=["CREATE TABLE IF NOT EXISTS watch_failed_calls (call_id TEXT PRIMARY KEY, "
+                    "at DOUBLE PRECISION NOT NULL, code INTEGER NOT NULL, number TEXT NOT NULL, site TEXT NOT NULL, "
+                    "host TEXT NOT NULL, caller TEXT NOT NULL)",
+                    "CREATE INDEX IF NOT EXISTS watch_failed_calls_at ON watch_failed_calls(at)"])),
 )
+FAILED_TABLE = "watch_failed_calls"
 TALLY_TABLE = "watch_tally"
 _OUTCOMES = tuple(o.value for o in Outcome)
 
@@ -150,6 +162,12 @@ class WatchJournal:
                 self.url.file.parent.mkdir(parents=True, exist_ok=True)
             with self.store.write() as conn:
                 upgrade(self.store, conn, COMPONENT, MIGRATIONS)
+            if self.url.backend is store_url.Backend.SQLITE:
+                # it holds failed callers (personal data): its owner only (PostgreSQL: the role's grants)
+                for suffix in ("", "-wal", "-shm"):
+                    f = Path(str(self.url.file) + suffix)
+                    if f.exists():
+                        f.chmod(0o600)
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             raise InvalidInput(f"{self.where}: cannot open the watch journal ({exc})") from None
 
@@ -164,6 +182,11 @@ class WatchJournal:
             yield conn
 
     # -- leader lease (several watchers) ----------------------------------------------
+    def _fence(self, db: Connection, leader_token: int | None) -> None:
+        """Inside a write: NotLeader unless `leader_token` (when given) still holds the lease."""
+        if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
+            raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+
     def lead(self, *, me: Holder, ttl_s: float) -> Decision:
         """Take or renew the leader lease, or learn who holds it (times: the database's clock)."""
         with self._tx() as db:
@@ -189,8 +212,7 @@ class WatchJournal:
         """Append one event (committed before this returns); with `leader_token`, only while
         that lease is still this watcher's (NotLeader otherwise)."""
         with self._tx() as db:
-            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
-                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            self._fence(db, leader_token)
             db.execute(sa.text("INSERT INTO watch_events(ts, round, kind, site, incident, data) "
                                "VALUES (:ts, :r, :k, :s, :i, :d)"),
                        {"ts": self._clock(), "r": round_no, "k": kind, "s": site, "i": incident,
@@ -205,12 +227,16 @@ class WatchJournal:
                            incident=r["incident"], data=json.loads(r["data"])) for r in reversed(rows)]
 
     # -- call statistics (the monthly report) ------------------------------------------
-    def add_tallies(self, rows: list[Tally], *, live_until: dict[str, float] | None = None) -> None:
+    def add_tallies(self, rows: list[Tally], *, live_until: dict[str, float] | None = None,
+                    leader_token: int | None = None) -> None:
         """Add each row's counts to its interval's (one transaction), and move the live cursor
-        of the sites counted (so a restarted watch neither counts a span twice nor skips it)."""
+        of the sites counted (so a restarted watch neither counts a span twice nor skips it).
+        With `leader_token`, only while that lease is still this watcher's (NotLeader otherwise:
+        a leader paused past its lease must not count its round once more)."""
         if not rows and not live_until:
             return
         with self._tx() as db:
+            self._fence(db, leader_token)
             for row in rows:
                 key = {"start": row.start, "site": row.site, "number": row.number, "source": row.source.value}
                 old = db.execute(sa.text(f"SELECT * FROM {TALLY_TABLE} WHERE start=:start AND site=:site AND "
@@ -231,6 +257,30 @@ class WatchJournal:
                 db.execute(sa.text("INSERT INTO watch_tally_cursor(site, until) VALUES (:s, :u)"),
                            {"s": site, "u": until})
 
+    # -- failed callers (personal data: the store only, never a log or an event line) ----
+    def keep_failed_calls(self, calls: list[FailedCall], *, retention_s: float,
+                          leader_token: int | None = None) -> list[str]:
+        """Store the calls not stored yet and drop those older than `retention_s`; returns the
+        Call-IDs now stored (the edge may forget them). NotLeader once the lease is lost."""
+        with self._tx() as db:
+            self._fence(db, leader_token)
+            for call in calls:
+                seen = db.execute(sa.text(f"SELECT 1 FROM {FAILED_TABLE} WHERE call_id=:c"),
+                                  {"c": call.call_id}).first()
+                if seen is None:
+                    db.execute(sa.text(f"INSERT INTO {FAILED_TABLE}(call_id, at, code, number, site, host, caller) "
+                                       "VALUES (:call_id, :at, :code, :number, :site, :host, :caller)"),
+                               call.model_dump())
+            db.execute(sa.text(f"DELETE FROM {FAILED_TABLE} WHERE at < :t"), {"t": self._clock() - retention_s})
+        return [c.call_id for c in calls]
+
+    def failed_calls(self, *, start: float, end: float, sites: set[str] | None = None) -> list[FailedCall]:
+        """The failed calls of [start, end], of `sites` (all when None), oldest first."""
+        with self.store.read() as db:
+            rows = db.execute(sa.text(f"SELECT * FROM {FAILED_TABLE} WHERE at >= :a AND at <= :b "
+                                      "ORDER BY at, call_id"), {"a": start, "b": end}).mappings().all()
+        return [FailedCall(**r) for r in rows if sites is None or r["site"] in sites]
+
     def live_cursor(self) -> dict[str, float]:
         """Where each site's live count ended (absent: never counted)."""
         with self.store.read() as db:
@@ -250,8 +300,7 @@ class WatchJournal:
         `leader_token`, only while that lease is still this watcher's (NotLeader otherwise)."""
         data = state.model_copy(update={"probes": ()}).model_dump_json()
         with self._tx() as db:
-            if leader_token is not None and not leases.holds(self.store, db, LEADER_LEASE, token=leader_token):
-                raise NotLeader(f"{self.where}: this watcher lost the leader lease (token {leader_token})")
+            self._fence(db, leader_token)
             db.execute(sa.text("DELETE FROM watch_state WHERE id=1"))
             db.execute(sa.text("INSERT INTO watch_state(id, ts, data) VALUES (1, :ts, :d)"),
                        {"ts": self._clock(), "d": data})

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from orchestrator.alerting import Alert
 from orchestrator.alerting.psap import NoticeKind, PsapClock
+from orchestrator.traffic.failed_calls import FailedCall
 from orchestrator.traffic.steering import SiteTraffic
 from orchestrator.watch.model import Blind, LiveSample, ProbeSample
 from orchestrator.watch.stats import LiveCount
@@ -54,6 +55,18 @@ class Steering(Protocol):
         ...
 
 
+class FailedCalls(Protocol):
+    """The public's failed calls as the edge kept them (EdgeFailedCalls)."""
+
+    def collect(self) -> list[FailedCall]:
+        """Every failed call the edge holds."""
+        ...
+
+    def forget(self, call_ids: list[str]) -> None:
+        """Delete calls the store now has."""
+        ...
+
+
 class Handle(Protocol):
     """What the notifier returns for one alert."""
 
@@ -88,7 +101,7 @@ class PsapLedger(Protocol):
 
 @dataclass
 class Ports:
-    """Everything the loop touches. `live`, `counter`, `steering` and `alerts` may be absent."""
+    """Everything the loop touches. All but `prober` may be absent."""
 
     prober: Prober
     live: Live | None = None
@@ -97,3 +110,4 @@ class Ports:
     releases: Callable[[], tuple[dict[str, str | None], str | None]] = field(default=lambda: ({}, None))
     alerts: AlertSink | None = None
     psap: PsapLedger | None = None  # None: no `psaps` audience, or no alert config
+    failed_calls: FailedCalls | None = None  # None: no edge in the inventory

@@ -205,6 +205,7 @@ class Supervisor:
         facts = RoundFacts(at=now, probes=tuple(samples), live=tuple(live), blind=tuple(blind))
         self._renew()  # the probes are a round's slow part: hold the lease again before acting on them
         self._record_stats(state.round + 1, samples=samples, blind=blind, now=now)
+        self._keep_failed_calls(state.round + 1)
         state, assessments, events = step(state, facts, sites=self._sites, numbers=self._numbers,
                                           policy=self._policy)
         n = state.round
@@ -226,6 +227,25 @@ class Supervisor:
                                 elapsed=self._monotonic() - began))
         return state
 
+    def _keep_failed_calls(self, round_no: int) -> None:
+        """Move the failed calls the edge kept into the store (personal data: never journalled
+        as events; an edge that cannot be read is noted, without the callers, and tried again)."""
+        source = self._ports.failed_calls
+        if source is None:
+            return
+        try:
+            calls = source.collect()
+            if calls:
+                stored = self._journal.keep_failed_calls(
+                    calls, retention_s=self._policy.failed_callers_retention_days * 86400,
+                    leader_token=self._token)
+                source.forget(stored)
+        except NotLeader:
+            raise
+        except CallfleetError as exc:
+            # the first line only: an RPC error never carries the table's rows, but be sure
+            self._record("failed_calls_blind", round_no=round_no, data={"error": exc.message.splitlines()[0][:200]})
+
     def _record_stats(self, round_no: int, *, samples: Sequence[ProbeSample], blind: Sequence[Blind],
                       now: float) -> None:
         """Add this round's probe calls, and the live calls since the last count, to the statistics."""
@@ -246,13 +266,14 @@ class Supervisor:
                     try:
                         counted.append(self._ports.counter.count(site=site, start=start, end=end))
                     except CallfleetError as exc:
-                        self._journal.record("stats_blind", round_no=round_no, site=site,
-                                             data={"start": start, "end": end, "error": exc.message})
+                        self._record("stats_blind", round_no=round_no, site=site,
+                                     data={"start": start, "end": end, "error": exc.message})
                         if site not in cursor and site not in until:
                             until[site] = start  # a first count that failed: the next round starts here
                         break
                     until[site] = end
-        self._journal.add_tallies(tally_round(probes=probes, live=counted, interval_s=interval), live_until=until)
+        self._journal.add_tallies(tally_round(probes=probes, live=counted, interval_s=interval), live_until=until,
+                                  leader_token=self._token)
 
     def _traffic(self) -> tuple[dict[str, bool] | None, list[Blind]]:
         if self._ports.steering is None:

@@ -4,7 +4,10 @@ subprocess, 2 s rounds, lab-scale deadlines: initial 20 s, follow-up 40 s sent 8
 deliver to the PSAP test receiver (a webhook on 127.0.0.1) the initial notice before its
 deadline, the follow-up at the second deadline (within its lead, never after it), and the
 closing notice at the resolution; `incidents show` then displays the clock, every notice on
-time. The on-call audience hears the incident, never the PSAP notices.
+time. The on-call audience hears the incident, never the PSAP notices. The same incident's
+failed-callers list (`incidents callers`, collected from the edge) holds within 60 s of the
+opening every call that failed before it, and in the end exactly the calls the background
+caller itself logged as failed, with their callers and numbers.
 Whatever happens, the lab is left as it was found (both hosts running, no site drained).
 
 Run it alone: .venv/bin/pytest -m lab tests/lab/test_watch_psap.py -s
@@ -89,6 +92,24 @@ def _notice(receiver: HttpReceiver, kind: str) -> tuple[HttpHit, dict[str, Any]]
     return None
 
 
+def _callers(journal: Path, incident: str, before: str) -> list[dict[str, Any]]:
+    out = cli("incidents", "callers", incident, "--journal", str(journal), "--before", before, "--json")
+    assert out.returncode == 0, out.stderr
+    calls: list[dict[str, Any]] = json.loads(out.stdout)["calls"]
+    return calls
+
+
+def _logged_failures(run_dir: Path) -> dict[str, tuple[str, str]]:
+    """The background caller's own record: Call-ID -> (caller, number) of each failed call."""
+    found: dict[str, tuple[str, str]] = {}
+    for log in run_dir.glob("*_logs.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            parts = line[line.find("FAILED;"):].split(";") if "FAILED;" in line else []
+            if len(parts) >= 5:
+                found[parts[3].strip()] = (parts[4].strip(), parts[1].strip())
+    return found
+
+
 def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -133,6 +154,10 @@ def test_psap_notices_initial_before_deadline_follow_up_at_the_second_closing_at
         assert not follow_up["psap"]["late"]
         assert time.time() - t_break < OUTAGE_S, "the follow-up must come while the outage lasts"
 
+        # within 60 s of the opening, the list holds the calls that failed up to the opening
+        before = str(int(time.time() - t_break) + 2)  # from the break: older failures are other tests'
+        early = _callers(journal, initial["incident_id"], before)
+        assert time.time() - t_open <= 60
         time.sleep(max(0.0, t_break + OUTAGE_S - time.time()))
         for host in _hosts(lab):
             host_service(lab, host, "start")
@@ -146,6 +171,15 @@ def test_psap_notices_initial_before_deadline_follow_up_at_the_second_closing_at
         rc = watch.stop()
     public = json.loads(cli("lab", "traffic", "stop", "--state-dir", str(lab.state_dir), "--json").stdout)
     assert rc in (0, 5), watch.stderr
+
+    # the failed callers: exactly those the public's own caller logged as failed
+    logged = _logged_failures(Path(public["run_dir"]))
+    listed = _callers(journal, initial["incident_id"], before)
+    assert logged, "the outage made no call fail"
+    assert {c["call_id"]: (c["caller"], c["number"]) for c in listed} == logged
+    assert {c["call_id"] for c in early if c["at"] <= t_open} == {c["call_id"] for c in listed if c["at"] <= t_open}
+    assert all(c["site"] in (SITE, "none") for c in listed)
+    assert len({c["caller"] for c in listed}) > 1  # the public calls as many identities
 
     # each notice once, to the PSAPs only; on-call heard the incident
     psap_hits = [h for h in receiver.hits if h.path == "/hooks/psaps"]

@@ -200,6 +200,7 @@ FAILURES: dict[str, list[str]] = {
     "report run": ["--journal", "/nonexistent/journal.sqlite"],
     "report monthly": ["--month", "2026-13"],
     "incidents show": ["no-such-incident", "--store", "/nonexistent/alerts.sqlite"],
+    "incidents callers": ["no-such-incident", "--journal", "/nonexistent/watch.sqlite"],
 }
 
 

@@ -70,6 +70,11 @@ def test_exactly_one_watcher_leads_and_a_takeover_fences_the_old_leader(store_ur
         a.act_once(action_key(incident="i1", kind="failover", site="site3"), me=A, token=lead_a.token)
     with pytest.raises(NotLeader):
         a.record("drain_before", round_no=1, leader_token=lead_a.token)
+    with pytest.raises(NotLeader):  # nor its round's statistics, nor failed callers
+        a.add_tallies([], live_until={"site3": 1.0}, leader_token=lead_a.token)
+    with pytest.raises(NotLeader):
+        a.keep_failed_calls([], retention_s=60, leader_token=lead_a.token)
+    assert a.live_cursor() == {}
     b.record("drain_before", round_no=1, leader_token=lead_b.token)
     b.resign(me=B, token=lead_b.token)
     assert a.lead(me=A, ttl_s=30).verdict is Verdict.GRANTED  # a clean stop hands over at once

@@ -67,7 +67,7 @@ def test_a_journal_of_the_previous_version_migrates_and_keeps_its_events(store_u
     assert read_tallies(loc, start=0, end=T * 2) == ([], False)  # read-only: an old journal is not changed
     wj = WatchJournal(loc)
     with wj.store.read() as conn:
-        assert current(wj.store, conn, "watch") == MIGRATIONS[-1].version == 3
+        assert current(wj.store, conn, "watch") == MIGRATIONS[-1].version == 4
     assert [e.kind for e in wj.events()] == ["started"]
     wj.add_tallies([tally(T, "site2", "15", 4, 4)])
     assert [r.site for r in wj.tallies(start=T, end=T + 1)] == ["site2"]
