@@ -16,6 +16,7 @@ from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.model import Estate
 from orchestrator.traffic.steering import dispatcher_for
 from tests.conftest import REPO, cli
+from tests.integration_alerting.servers import HttpReceiver
 
 # Override to run two test sessions side by side (each needs its own prefix).
 LAB_BASE = os.environ.get("CALLFLEET_TEST_LAB_BASE", "198.18.78")
@@ -173,3 +174,11 @@ def put_back(lab: Lab, hosts: Iterable[str]) -> None:
             steering.undrain(site)
     cli("lab", "traffic", "stop", "--state-dir", str(lab.state_dir))
     assert not any(t.drained for t in steering.state().values())
+
+
+@pytest.fixture()
+def receiver() -> Iterator[HttpReceiver]:
+    """A webhook receiver on 127.0.0.1 for the alerts of a lab test."""
+    server = HttpReceiver()
+    yield server
+    server.close()

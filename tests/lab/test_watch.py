@@ -101,17 +101,29 @@ class Watch:
 
 
 @pytest.fixture()
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture()
 def restore(lab: Lab) -> Iterator[None]:
     """Put the lab back whatever happened: the host running, no site drained, no caller."""
     yield
     put_back(lab, [HOST])
+
+
+def watching(lab: Lab, args: list[str], *, caller_s: int) -> Watch:
+    """The public calling (the background caller, for `caller_s` seconds), then `callfleet
+    watch ARGS --json`, returned once it has judged two rounds healthy with no incident open
+    (on a lab just up, Prometheus may not have scraped yet: a blind round opens one): the
+    estate is OK before anything breaks. A watch that never gets there is stopped."""
+    started = cli("lab", "traffic", "start", "--rate", str(int(CALLER_RATE)), "--duration", str(caller_s),
+                  "--state-dir", str(lab.state_dir))
+    assert started.returncode == 0, started.stderr
+    watch = Watch([sys.executable, "-c", RUNNER, *args, "--json"])
+    try:
+        _eventually(lambda: True if sum(all(s["status"] == "ok" for s in r["sites"].values()) and not r["incidents"]
+                                        for _, r in watch.rounds) >= 2 else None,
+                    timeout=45, what=f"two healthy rounds (stderr: {watch.stderr})")
+    except BaseException:
+        watch.stop()
+        raise
+    return watch
 
 
 def _files(tmp_path: Path, receiver: HttpReceiver) -> tuple[Path, Path]:
@@ -139,17 +151,9 @@ def test_watch_drains_a_broken_site_alerts_and_resolves(lab: Lab, tmp_path: Path
                                                         restore: None) -> None:
     policy, alerts = _files(tmp_path, receiver)
     journal = tmp_path / "watch.sqlite"
-    started = cli("lab", "traffic", "start", "--rate", str(int(CALLER_RATE)), "--duration", "300",
-                  "--state-dir", str(lab.state_dir))
-    assert started.returncode == 0, started.stderr
-    watch = Watch([sys.executable, "-c", RUNNER, "--policy", str(policy), "--alerts", str(alerts),
-                   "--journal", str(journal), "-i", str(lab.inventory), "--rounds", "45", "--duration", "85",
-                   "--json"])
+    watch = watching(lab, ["--policy", str(policy), "--alerts", str(alerts), "--journal", str(journal),
+                           "-i", str(lab.inventory), "--rounds", "45", "--duration", "85"], caller_s=300)
     try:
-        # Two healthy rounds first: the estate is judged OK before anything breaks.
-        _eventually(lambda: True if sum(all(s["status"] == "ok" for s in r["sites"].values())
-                                        for _, r in watch.rounds) >= 2 else None,
-                    timeout=30, what=f"two healthy rounds (stderr: {watch.stderr})")
         t_break = time.time()
         _ctl(lab, "stop")
         t_open, opened = _eventually(lambda: watch.event("incident_opened"), timeout=30, what="incident opened")
