@@ -19,6 +19,7 @@ INSTANCE_TYPE = "openstack:compute/instance:Instance"
 SERVER_GROUP_TYPE = "openstack:compute/serverGroup:ServerGroup"
 SEC_RULE_TYPE = "openstack:networking/secGroupRule:SecGroupRule"
 LAB_SITE_TYPE = "pulumi-python:dynamic/callfleet:LabSite"
+LAB_INGRESS_TYPE = "pulumi-python:dynamic/callfleet:LabSshIngress"
 
 
 class _Unknown:
@@ -139,6 +140,18 @@ def _ingress(view: ResourceView) -> IngressRule | None:
     )
 
 
+def _lab_ingress(view: ResourceView) -> list[IngressRule]:
+    # One rule per admitted network; networks not known yet (computed) are not the world.
+    p = view.props
+    prefixes = p.get("remoteIpPrefixes")
+    remotes = ["unknown"]
+    if _known(prefixes) and isinstance(prefixes, Sequence) and not isinstance(prefixes, str):
+        remotes = [str(x) if _known(x) else "unknown" for x in prefixes]
+    return [IngressRule(resource=view.name, protocol="tcp", port_min=_int(p.get("portRangeMin")) or None,
+                        port_max=_int(p.get("portRangeMax")) or None, remote=remote)
+            for remote in remotes]
+
+
 def facts_from_resources(resources: Iterable[ResourceView]) -> EstateFacts:
     """The facts of a stack from its resources (any order)."""
     views = list(resources)
@@ -156,6 +169,9 @@ def facts_from_resources(resources: Iterable[ResourceView]) -> EstateFacts:
             rule = _ingress(view)
             if rule is not None:
                 ingress.append(rule)
+            continue
+        if view.type == LAB_INGRESS_TYPE:
+            ingress.extend(_lab_ingress(view))
             continue
         site = _site_of(view, by_urn)
         acc = sites.get(site.urn) if site else None

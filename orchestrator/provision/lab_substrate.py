@@ -4,7 +4,9 @@ Create and delete call the same code as `callfleet lab` (orchestrator.lab.contro
 lab stack brings the whole lab into being from nothing: one `LabNetwork` (the bridge, the
 edge and services machines and every call-server machine with the stock release: `lab up`)
 and one `LabSite` per site depending on it (its call-server machines, started on their kept
-disks or powered off). Destroy deletes the sites first, then the network (`lab down`).
+disks or powered off), each with a `LabSshIngress` (the sources its call servers admit SSH
+from, enforced by their sshd). Destroy deletes the rules and sites first, then the network
+(`lab down`).
 """
 
 from __future__ import annotations
@@ -123,6 +125,60 @@ class LabSite(dynamic.Resource, module="callfleet", name="LabSite"):
         super().__init__(LabSiteProvider(), name, props, opts)
 
 
+# An SSH ingress rule in the shape of an OpenStack security-group rule, so the policy pack
+# reads both alike; one resource per site carries every admitted source network.
+SSH_PORT = 22
+
+
+def lab_ingress_props(*, state_dir: Path, site: str, cidrs: tuple[str, ...]) -> dict[str, Any]:
+    """The inputs of a site's LabSshIngress."""
+    return {"site": site, "stateDir": str(state_dir), "direction": "ingress", "protocol": "tcp",
+            "portRangeMin": SSH_PORT, "portRangeMax": SSH_PORT, "remoteIpPrefixes": list(cidrs)}
+
+
+class LabSshIngressProvider(dynamic.ResourceProvider):
+    """Applies a site's SSH ingress on its call servers' sshd (orchestrator.lab.ingress)."""
+
+    serialize_as_secret_always = False
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        """Admit SSH from the rule's networks only, on every call server of the site."""
+        from orchestrator.lab.ingress import apply_ssh_ingress
+
+        apply_ssh_ingress(state_dir=Path(props["stateDir"]), site=str(props["site"]),
+                          cidrs=[str(c) for c in props["remoteIpPrefixes"]])
+        return dynamic.CreateResult(id_=f"{lab_site_id(props)}#ssh", outs=dict(props))
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        """Other networks: the drop-in is rewritten in place."""
+        from orchestrator.lab.ingress import apply_ssh_ingress
+
+        apply_ssh_ingress(state_dir=Path(news["stateDir"]), site=str(news["site"]),
+                          cidrs=[str(c) for c in news["remoteIpPrefixes"]])
+        return dynamic.UpdateResult(outs=dict(news))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Take the rule off (sshd falls back to admitting any source)."""
+        from orchestrator.lab.ingress import remove_ssh_ingress
+
+        remove_ssh_ingress(state_dir=Path(props["stateDir"]), site=str(props["site"]))
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        """Another site or lab is another rule; other networks an update."""
+        replaces = [k for k in ("site", "stateDir") if olds.get(k) != news.get(k)]
+        changed = bool(replaces) or olds.get("remoteIpPrefixes") != news.get("remoteIpPrefixes")
+        return dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=True)
+
+
+class LabSshIngress(dynamic.Resource, module="callfleet", name="LabSshIngress"):
+    """A site's SSH ingress rule, managed by LabSshIngressProvider."""
+
+    def __init__(self, name: str, *, state_dir: Path, site: str, cidrs: tuple[str, ...],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(LabSshIngressProvider(), name,
+                         lab_ingress_props(state_dir=state_dir, site=site, cidrs=cidrs), opts)
+
+
 def declare_lab_sites(*, estate: Estate, settings: LabSubstrate,
                       parent: pulumi.Resource) -> list[SiteComponent]:
     """The lab network, then one site component per lab site, each owning one LabSite
@@ -136,6 +192,10 @@ def declare_lab_sites(*, estate: Estate, settings: LabSubstrate,
                            hosts=[host_record(h) for h in site.hosts],
                            opts=pulumi.ResourceOptions.merge(component.child_opts,
                                                              pulumi.ResourceOptions(depends_on=[network])))
+        LabSshIngress(f"{site.name}-lab-ssh", state_dir=settings.state_dir, site=site.name,
+                      cidrs=settings.ssh_sources(),
+                      opts=pulumi.ResourceOptions.merge(component.child_opts,
+                                                        pulumi.ResourceOptions(depends_on=[lab_site])))
         component.finish(hosts=lab_site.hosts)
         components.append(component)
     return components

@@ -8,6 +8,8 @@ Keys (all under the `callfleet:` namespace, set with `pulumi config set`):
     labStateDir      the lab state directory (default: the one `callfleet lab up` uses)
     labSites         number of sites (6)        labHostsPerSite  hosts per site (2)
     labBase          lab base, 198.18.X (198.18.77): one /24 of the RFC 2544 block
+    bastionCidrs     list of CIDRs SSH is admitted from (default: the lab network); each
+                     call server's sshd enforces it, and it must include the orchestrator
   openstack substrate:
     inventory        the inventory declaring the estate (required; relative to the project)
     image, flavor    Glance image and Nova flavor of the call servers (required)
@@ -67,10 +69,21 @@ class LabSubstrate(_Frozen):
     sites: int = 6
     hosts_per_site: int = 2
     base: str = "198.18.77"
+    bastion_cidrs: tuple[Cidr, ...] = ()
+
+    @field_validator("bastion_cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # As for OpenStack: normalised here, judged by the policy pack (world-open SSH).
+        return tuple(str(_network(v)) for v in value)
 
     def params(self) -> LabParams:
         """The lab parameters (validated by LabParams itself)."""
         return LabParams(sites=self.sites, hosts_per_site=self.hosts_per_site, base=self.base)
+
+    def ssh_sources(self) -> tuple[str, ...]:
+        """The networks SSH is admitted from: the configured ones, else the lab network."""
+        return self.bastion_cidrs or (str(self.params().network),)
 
 
 Cidr = Annotated[str, Field(min_length=1)]
@@ -149,7 +162,17 @@ def config_from_values(values: Mapping[str, Any], *, project_dir: Path) -> Provi
                               ("--base", "labBase")):
                 message = message.replace(flag, f"stack config {NAMESPACE}:{key}")
             raise InvalidInput(message) from None
+        _check_lab_ssh_sources(config.substrate)
     return config
+
+
+def _check_lab_ssh_sources(lab: LabSubstrate) -> None:
+    from orchestrator.lab.ingress import check_keeps_orchestrator
+
+    try:
+        check_keeps_orchestrator(lab.ssh_sources(), lab.params())
+    except InvalidInput as exc:
+        raise InvalidInput(f"stack config {NAMESPACE}:bastionCidrs: {exc.message}", hint=exc.hint) from None
 
 
 def _config_error(exc: ValidationError) -> InvalidInput:

@@ -158,10 +158,11 @@ def example_inventory() -> Path:
     return Path(__file__).resolve().parents[3] / "inventory" / "production.example.yml"
 
 
-@pytest.fixture
-def lab_dir(tmp_path: Path) -> Iterator[Path]:
-    """A real lab brought up by `callfleet lab up` on LAB_BASE (the shared parts a lab stack needs)."""
-    state_dir = tmp_path / "lab"
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real lab brought up by `callfleet lab up` on LAB_BASE (the shared parts a lab stack
+    needs), once for the module's tests."""
+    state_dir = tmp_path_factory.mktemp("provider") / "lab"
     proc = cli("lab", "up", "--state-dir", str(state_dir), "--base", LAB_BASE, "--json")
     try:
         assert proc.returncode == 0, proc.stderr

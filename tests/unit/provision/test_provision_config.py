@@ -37,6 +37,17 @@ def test_lab_defaults_and_relative_state_dir(tmp_path: Path, monkeypatch: pytest
     assert relative.peak_cps == 500
 
 
+def test_lab_ssh_sources_default_to_the_lab_network_and_are_normalised(tmp_path: Path) -> None:
+    lab = config_from_values({"substrate": "lab", "labStateDir": str(tmp_path), "labBase": "198.18.88"},
+                             project_dir=tmp_path).substrate
+    assert isinstance(lab, LabSubstrate)
+    assert lab.ssh_sources() == ("198.18.88.0/24",)
+    narrowed = config_from_values({"substrate": "lab", "labStateDir": str(tmp_path),
+                                   "bastionCidrs": ["198.18.77.1/32", "198.18.77.9/28"]}, project_dir=tmp_path)
+    assert isinstance(narrowed.substrate, LabSubstrate)
+    assert narrowed.substrate.ssh_sources() == ("198.18.77.1/32", "198.18.77.0/28")
+
+
 def test_openstack_config_resolves_the_inventory_and_normalises_cidrs() -> None:
     config = config_from_values(OPENSTACK, project_dir=REPO)
     assert isinstance(config.substrate, OpenStackSubstrate)
@@ -57,6 +68,10 @@ def test_openstack_config_resolves_the_inventory_and_normalises_cidrs() -> None:
     ({"substrate": "lab", "labSites": "13"}, "stack config callfleet:labSites: 13 is out of range"),
     ({"substrate": "lab", "labBase": "10.0"}, "stack config callfleet:labBase:"),
     ({"substrate": "lab", "peakCps": "0"}, "stack config callfleet:peakCps:"),
+    ({"substrate": "lab", "bastionCidrs": ["lab"]}, "stack config callfleet:bastionCidrs: 'lab' is not a CIDR"),
+    ({"substrate": "lab", "bastionCidrs": ["198.18.77.128/25"]},
+     "stack config callfleet:bastionCidrs: SSH ingress 198.18.77.128/25 would shut the orchestrator out: "
+     "it connects from 198.18.77.1"),
 ])
 def test_bad_config_names_the_key(values: dict[str, object], message: str) -> None:
     values = {k: v for k, v in values.items() if v is not None}

@@ -21,7 +21,7 @@ import pytest
 from orchestrator.estate.inventory import load_inventory, write_inventory
 from orchestrator.lab.topology import LabParams, lab_estate
 from orchestrator.provision.components import ESTATE_TYPE, SITE_TYPE
-from orchestrator.provision.facts import LAB_SITE_TYPE, facts_from_resources
+from orchestrator.provision.facts import LAB_INGRESS_TYPE, LAB_SITE_TYPE, facts_from_resources
 from orchestrator.provision.lab_substrate import LabSiteProvider
 from orchestrator.provision.program import INVALID_INPUT_MARKER, declare_estate, estate_for, main
 from orchestrator.provision.rules import evaluate
@@ -55,8 +55,9 @@ def test_one_component_and_one_lab_site_per_site(run_program: Callable[..., Prog
     sites = run.of_type(SITE_TYPE)
     lab_sites = run.of_type(LAB_SITE_TYPE)
     assert len(sites) == len(lab_sites) == 6
-    # the estate, the lab network (bridge and machines), 6 site components and 6 lab sites
-    assert len(run.registrations) == 1 + 1 + 6 + 6
+    # the estate, the lab network (bridge and machines), 6 site components, 6 lab sites and
+    # their 6 SSH ingress rules
+    assert len(run.registrations) == 1 + 1 + 6 + 6 + 6
     [network] = [r for r in run.registrations if r.type.endswith("callfleet:LabNetwork")]
     assert {k: v for k, v in network.inputs.items() if k != "__provider"} == {
         "stateDir": str(tmp_path), "sites": 6, "hostsPerSite": 2, "base": "198.18.77"}
@@ -74,6 +75,34 @@ def test_one_component_and_one_lab_site_per_site(run_program: Callable[..., Prog
     assert root.inputs["peakCps"] == 900 and root.inputs["lab"] is True
     assert run.one("site3").inputs["zone"] == "lab-zone-3"
     assert run.one("site3").inputs["sshPorts"] == [22]
+
+
+def test_every_site_admits_ssh_from_the_lab_network_only_by_default(
+        run_program: Callable[..., ProgramRun], tmp_path: Path) -> None:
+    run = lab_run(run_program, tmp_path)
+    rules = run.of_type(LAB_INGRESS_TYPE)
+    assert len(rules) == 6
+    for rule in rules:
+        site = run.by_urn(rule.parent or "")
+        assert site.type == SITE_TYPE and rule.inputs["site"] == site.name
+        [lab_site] = [s for s in run.of_type(LAB_SITE_TYPE) if s.parent == site.urn]
+        assert lab_site.urn in rule.dependencies  # applied on machines that are up
+        assert (rule.inputs["protocol"], rule.inputs["portRangeMin"], rule.inputs["portRangeMax"]) == ("tcp", 22, 22)
+        assert rule.inputs["remoteIpPrefixes"] == ["198.18.77.0/24"]
+    facts = facts_from_resources(run.views())
+    assert {(r.remote, r.port_min) for r in facts.ingress} == {("198.18.77.0/24", 22)}
+    assert len(facts.ingress) == 6
+
+
+def test_a_world_open_ssh_source_is_refused_by_the_ingress_rule(
+        run_program: Callable[..., ProgramRun], tmp_path: Path) -> None:
+    run = lab_run(run_program, tmp_path, bastionCidrs=["198.18.77.1/32", "0.0.0.0/0"])
+    assert {tuple(r.inputs["remoteIpPrefixes"]) for r in run.of_type(LAB_INGRESS_TYPE)} == {
+        ("198.18.77.1/32", "0.0.0.0/0")}
+    violations = evaluate(facts_from_resources(run.views()))
+    assert set(violations) == {"no-world-open-ssh-sip"}
+    assert len(violations["no-world-open-ssh-sip"]) == 6
+    assert "site1-lab-ssh admits SSH port 22 from 0.0.0.0/0" in violations["no-world-open-ssh-sip"]
 
 
 def test_lab_params_from_config_shape_the_stack(run_program: Callable[..., ProgramRun], tmp_path: Path) -> None:

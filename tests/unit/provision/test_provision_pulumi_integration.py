@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from orchestrator.cli.provision_cmd import app
 from orchestrator.errors import ToolMissing
 from orchestrator.estate.inventory import load_inventory
+from orchestrator.lab.ingress import current_ssh_ingress
 from orchestrator.lab.topology import LabParams, lab_estate
 from orchestrator.lab.variants import make_release
 from orchestrator.provision.automation import PulumiAutomation, locate_pulumi
@@ -123,8 +124,9 @@ def test_a_lab_stack_previews_in_the_real_engine(project: Path, tmp_path: Path) 
     preview = CliRunner().invoke(app, ["preview", "--stack", "lab", "--json"])
     assert preview.exit_code == 0, preview.output
     result = json.loads(preview.stdout)
-    # the stack itself, the estate, the lab network, 6 site components and 6 lab sites
-    assert result["changes"]["create"] == 15
+    # the stack itself, the estate, the lab network, 6 site components, 6 lab sites and
+    # their 6 SSH ingress rules
+    assert result["changes"]["create"] == 21
     assert result["violations"] == []
     assert not (tmp_path / "no-lab").exists()
 
@@ -145,8 +147,12 @@ def test_provision_up_brings_the_lab_from_nothing_and_destroy_leaves_nothing(
     try:
         up = runner.invoke(app, ["up", "--stack", "lab", "--json"])
         assert up.exit_code == 0, up.output
-        assert json.loads(up.stdout)["changes"]["create"] == 15
+        assert json.loads(up.stdout)["changes"]["create"] == 21
         assert callserver_states(lab_dir) == {"running"}
+        estate = lab_estate(LabParams(base=ENGINE_LAB_BASE), lab_dir / "machines")
+        for host in (h.name for site in estate.sites for h in site.hosts):
+            dropin = current_ssh_ingress(state_dir=lab_dir, host=host)
+            assert dropin is not None and f"@{ENGINE_LAB_BASE}.0/24" in dropin, host
         status = cli("lab", "status", "--state-dir", str(lab_dir), "--json")
         assert status.returncode == 0, status.stdout
 
@@ -172,7 +178,7 @@ def test_provision_up_brings_the_lab_from_nothing_and_destroy_leaves_nothing(
         down = runner.invoke(app, ["destroy", "--stack", "lab", "--yes", "--json"])
         assert down.exit_code == 0, down.output
         destroyed = True
-        assert json.loads(down.stdout)["changes"]["delete"] == 15
+        assert json.loads(down.stdout)["changes"]["delete"] == 21
         links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout)
         assert not [x["ifname"] for x in links if "cf18n80" in x["ifname"]]
         assert not (lab_dir / "machines" / "machines.json").exists()
@@ -194,20 +200,20 @@ def test_a_stack_without_a_declared_peak_fails_preview_with_exit_2(project: Path
 @pytest.mark.parametrize("command", ["preview", "up"])
 def test_the_engine_refuses_a_violating_stack_naming_the_rules(
         project: Path, tmp_path: Path, command: str) -> None:
-    """Five sites of one host each: the pack, run by the engine, refuses it; nothing is created."""
+    """Five sites of one host each, SSH open to the world: the pack, run by the engine,
+    refuses it; nothing is created."""
     lab = tmp_path / "no-lab"
     _engine(project).set_config(stack="bad", values={
         "substrate": "lab", "labStateDir": str(lab), "labBase": LAB_BASE, "peakCps": "600",
-        "labSites": "5", "labHostsPerSite": "1"})
+        "labSites": "5", "labHostsPerSite": "1", "bastionCidrs": '["0.0.0.0/0"]'})
     result = CliRunner().invoke(app, [command, "--stack", "bad", "--json"])
     assert result.exit_code == 2, result.output
     doc = json.loads(result.stdout)
     assert doc["error"]["kind"] == "InvalidInput"
     message = doc["error"]["message"]
     assert "the policy pack refused stack bad" in message
-    for rule in ("exactly-six-sites", "two-call-servers-per-site"):
+    for rule in ("exactly-six-sites", "two-call-servers-per-site", "no-world-open-ssh-sip"):
         assert rule in message
-    assert "no-world-open-ssh-sip" not in message  # a lab stack has no ingress rules
     assert _resources(project, "bad") == []
     assert not lab.exists()
 
