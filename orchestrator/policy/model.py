@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestrator.policy.sequential import SequentialPolicy
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -95,3 +97,4 @@ class GatePolicy(_Strict):
     drill: DrillPolicy = DrillPolicy()
     soak: SoakPolicy = SoakPolicy()
     live_steps: LiveStepsPolicy = LiveStepsPolicy()
+    sequential: SequentialPolicy = SequentialPolicy()

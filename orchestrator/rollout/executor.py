@@ -21,6 +21,8 @@ from orchestrator.errors import CallfleetError
 from orchestrator.estate.model import Estate
 from orchestrator.gate.live import run_steps
 from orchestrator.gate.runner import choose_baselines, run_gate
+from orchestrator.gate.sequential.budget import split
+from orchestrator.gate.sequential.floor import judge_floor
 from orchestrator.gate.verdict import Verdict
 from orchestrator.metrics.provider import MetricsProvider
 from orchestrator.policy.rollout import RolloutPolicy
@@ -361,9 +363,15 @@ class Executor:
             self._halt(f"health check of {wave.site} after the bake failed: {exc.message}", code=6,
                        rollback=True, run=run)
             return None
-        if not report.all_answered:
-            bad = [f"{n.number}: SER {n.ser}" for n in report.numbers if n.ser != 1.0]
-            self._halt(f"{wave.site} unhealthy after the bake: {', '.join(bad)}", code=6, rollback=True, run=run)
+        seq = self.policy.gate.sequential
+        # The floor judged statistically at this wave's share of the rollout's false-FAIL
+        # budget, not "any failed call": background failures must not roll back a good release.
+        judged = judge_floor(((n.number, n.attempted, n.failed) for n in report.numbers), floor=seq.ser_floor,
+                             alpha=split(seq, waves=len(self.plan.waves), numbers=len(report.numbers)).per_test)
+        if not judged.healthy:
+            bad = [judged.describe(c) for c in judged.below]
+            self._halt(f"{wave.site} unhealthy after the bake: {', '.join(bad)}", code=6, rollback=True, run=run,
+                       evidence={"bake_floor": judged.model_dump(mode="json")})
             return None
         self._go(Phase.WAVE_DONE, site=wave.site)
         return None

@@ -1,4 +1,4 @@
-"""Sequential judgement of a gate (issue 15, the pure statistical core; not yet wired into the stages).
+"""Sequential judgement of a gate (issue 15, the pure statistical core; the bake's floor test uses it).
 
 Looks every second at the calls made so far and stops as soon as the evidence allows: FAIL when a
 regression is certain at the gate's share of the rollout's false-FAIL budget, PASS when every
@@ -12,7 +12,8 @@ false-FAIL guarantee holds however often the gate looks.
 - `batch`: many gates at once (simulations, benchmarks);
 - `budget`: one false-FAIL budget per rollout, split over waves, stages and tests;
 - `minimum`: the fixed-sample minimum for the same alpha and power (the yardstick);
-- `policy`: `SequentialPolicy`, the parameters and their defaults.
+- `floor`: the SER floor test of a fixed probe (the bake's health probe);
+- `SequentialPolicy` (in `orchestrator.policy.sequential`): the parameters and their defaults.
 """
 
 from orchestrator.gate.sequential.budget import BudgetSplit, split, tests_per_gate
@@ -28,7 +29,7 @@ from orchestrator.gate.sequential.model import (
     NumberSecond,
     Second,
 )
-from orchestrator.gate.sequential.policy import SequentialPolicy
+from orchestrator.policy.sequential import SequentialPolicy
 
 __all__ = [
     "POOLED",

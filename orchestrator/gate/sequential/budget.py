@@ -14,7 +14,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.gate.sequential.policy import SequentialPolicy
+from orchestrator.policy.sequential import SequentialPolicy
 
 
 class BudgetSplit(BaseModel):

@@ -29,7 +29,7 @@ from orchestrator.gate.sequential.model import (
     NumberTotals,
     Second,
 )
-from orchestrator.gate.sequential.policy import SequentialPolicy
+from orchestrator.policy.sequential import SequentialPolicy
 
 
 class SequentialJudge(BaseModel):

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from orchestrator.gate.sequential import evidence
 from orchestrator.gate.sequential.evidence import Side
 from orchestrator.gate.sequential.model import Decision
-from orchestrator.gate.sequential.policy import SequentialPolicy
+from orchestrator.policy.sequential import SequentialPolicy
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]

@@ -1,7 +1,8 @@
 """The parameters of sequential judgement: error rates, the smallest regressions that matter, budgets.
 
-Kept inside this package (not in `orchestrator.policy.model`) until the gate stages use it; every
-default is argued in docs/POLICIES.md, "Sequential judgement (core)".
+`gate.sequential` in a policy file. The bake's health probe judges its SER floor with it; the
+other stages do not use it yet (issue 15). Every default is argued in docs/POLICIES.md,
+"Sequential judgement".
 """
 
 from __future__ import annotations
