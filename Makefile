@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := kamailio kamailio-extra-modules sip-tester openssh-server iproute2 procps prometheus systemd-container debootstrap postgresql chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps venv install pulumi demo lab-up lab-down test test-e2e test-unit lint bench clean
+.PHONY: help deps venv install pulumi demo lab-up lab-down test test-e2e test-unit coverage-core lint bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -39,10 +39,15 @@ lab-down: venv ## stop every lab process
 test: install ## lint, types, unit, lab integration tests, whole rollouts and incident replays (what CI runs)
 	@tools/pulumi/build.sh --background  # the engine builds (niced) while the lab tests run; its tests wait
 	$(MAKE) lint
+	$(MAKE) coverage-core
 	$(VENV)/bin/pytest
 
 test-e2e: install ## only the whole six-site rollouts (kill -9/resume, lock, advance) and the incident replays
 	$(VENV)/bin/pytest -m e2e_rollout
+
+coverage-core: venv ## the pure decision cores are covered line for line and branch for branch by their table tests
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/rollout/test_decide.py --cov=orchestrator.rollout.decide \
+	  --cov-branch --cov-report=term-missing --cov-fail-under=100
 
 test-unit: venv pulumi ## unit tests only (no lab)
 	$(VENV)/bin/pytest -m 'not lab'

@@ -6,7 +6,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -131,7 +131,7 @@ def write_junit(journal: Journal, run_id: str, path: Path) -> None:
 def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, wait: Literal["sleep", "return"],
            json_out: bool, junit: Path | None) -> None:
     policy_path = Path(run.policy)
-    recorded = run.progress.get("policy_digest")
+    recorded = run.progress.policy_digest
     if recorded and policy_path.exists() and _file_digest(policy_path) != recorded:
         raise InvalidInput(f"{policy_path} changed since rollout {run.id} was planned; the plan printed is the plan "
                            "executed: abort this run and plan again")
@@ -242,7 +242,7 @@ def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: Invento
                   + (f" - {run.outcome}" if run.outcome else ""))
     if plan.limit is not None:
         console.print(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}")
-    done = set(run.progress.get("done_waves", []))
+    done = set(run.progress.done_waves)
     table = Table()
     for col in ("wave", "site", "role", "state"):
         table.add_column(col)
@@ -321,8 +321,7 @@ def approve(run_id: Annotated[str, typer.Argument(help="Run id.")],
         raise InvalidInput(f"--wave: run {run_id} has waves 1..{len(plan.waves)}")
     if run.phase in TERMINAL:
         raise InvalidInput(f"run {run_id} is {run.phase}: nothing to approve")
-    approvals: dict[str, Any] = {**run.progress.get("approvals", {}), str(wave): by}
-    j.update_progress(run_id, {"approvals": approvals})
+    j.approve(run_id, wave, by)
     j.record(run_id, "approval", site=plan.waves[wave - 1].site, data={"wave": wave, "by": by})
     if json_out:
         emit_json(Approval(run=run_id, wave=wave, approved_by=by))

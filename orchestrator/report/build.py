@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from orchestrator.alerting.models import Delivery
+from orchestrator.errors import ExitCode
 from orchestrator.gate.verdict import Verdict
 from orchestrator.report.model import (
     AlertReport,
@@ -55,7 +56,7 @@ def build_report(run: Run, events: Sequence[Event], *, deliveries: Iterable[Deli
     rollbacks = _rollbacks(events, run, plan)
     verdict = _RUN_VERDICT.get(run.phase, RunVerdict.IN_PROGRESS)
     exit_code = None if verdict == RunVerdict.IN_PROGRESS else (
-        int(run.progress.get("exit_code", 6)) if verdict == RunVerdict.HALTED else 0)
+        int(run.progress.exit_code or ExitCode.ROLLED_BACK) if verdict == RunVerdict.HALTED else 0)
     return RolloutReport(
         run=RunInfo(id=run.id, estate=plan.estate, target=run.target, actor=run.actor, created=run.created,
                     updated=run.updated, phase=run.phase, outcome=run.outcome, plan_digest=run.digest,
@@ -86,7 +87,7 @@ def _phases(events: Sequence[Event], run: Run) -> tuple[PhaseSpan, ...]:
 
 def _waves(plan: Plan, run: Run, phases: Sequence[PhaseSpan],
            rollbacks: Sequence[RollbackReport]) -> tuple[WaveReport, ...]:
-    done = {int(w) for w in run.progress.get("done_waves", [])}
+    done = set(run.progress.done_waves)
     rolled = {r.wave: r for r in rollbacks}
     out = []
     for w in plan.waves:
@@ -198,7 +199,7 @@ def _rollbacks(events: Sequence[Event], run: Run, plan: Plan) -> tuple[RollbackR
         left = any(x.kind == "transition" for x in later)
         wave = plan.waves[e.wave - 1] if 0 < e.wave <= len(plan.waves) else None
         # the halt's reason is the run's (one rollback per run: it ends the run)
-        reason = str(run.progress.get("halt_reason") or run.outcome or "rolled back")
+        reason = run.progress.halt_reason or run.outcome or "rolled back"
         out.append(RollbackReport(wave=e.wave, site=e.site or (wave.site if wave else ""), reason=reason,
                                   to_release=wave.from_releases[0] if wave else None, started=e.ts,
                                   succeeded=True if restored else (False if left else None),

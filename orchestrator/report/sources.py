@@ -49,7 +49,7 @@ def policy_alpha(run: Run) -> float | None:
     """The gate's alpha from the run's policy file, only while the file is the one the run
     was planned with (its digest in the journal): a changed policy says nothing about it."""
     path = Path(run.policy)
-    recorded = run.progress.get("policy_digest")
+    recorded = run.progress.policy_digest
     try:
         if not path.is_file() or (recorded and hashlib.sha256(path.read_bytes()).hexdigest() != recorded):
             return None

@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,10 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Connection
 
 from orchestrator import procs
-from orchestrator.errors import CallfleetError, InvalidInput
+from orchestrator.errors import CallfleetError, ExitCode, InvalidInput
 from orchestrator.rollout import estate_lock
 from orchestrator.rollout.machine import TERMINAL, Phase, check
+from orchestrator.rollout.state import RunProgress
 from orchestrator.store import lease as leases
 from orchestrator.store import url as store_url
 from orchestrator.store.db import Store, StoreBusy, sqlite_read_only
@@ -94,7 +96,7 @@ SCHEMA_VERSION = MIGRATIONS[-1].version
 class RolloutLocked(CallfleetError):
     """Another rollout holds the lock (or another process drives this run)."""
 
-    exit_code = 9
+    exit_code = ExitCode.LOCKED
 
 
 class LeaseLost(RolloutLocked):
@@ -115,7 +117,7 @@ class RunSummary(BaseModel):
     policy: str
     phase: Phase
     wave: int
-    progress: dict[str, Any]
+    progress: RunProgress
     lease_pid: int | None
     lease_host: str | None
     outcome: str | None
@@ -454,9 +456,9 @@ class Journal:
             src = Phase(row["phase"])
             check(src, to)
             new_wave = row["wave"] if wave is None else wave
-            merged = {**json.loads(row["progress"]), **(progress or {})}
+            merged = _progress(row["progress"]).merged(progress or {})
             self._q(db, "UPDATE runs SET phase=:ph, wave=:w, progress=:p, updated=:u, outcome=COALESCE(:o, outcome) "
-                    "WHERE id=:r", ph=to.value, w=new_wave, p=json.dumps(merged, default=str), u=time.time(),
+                    "WHERE id=:r", ph=to.value, w=new_wave, p=merged.model_dump_json(), u=time.time(),
                     o=outcome, r=run_id)
             self._event(db, run_id, "transition", to, new_wave, site, {"from": src.value, **(data or {})})
             if to in TERMINAL:
@@ -467,13 +469,21 @@ class Journal:
         return run
 
     def update_progress(self, run_id: str, progress: dict[str, Any]) -> None:
-        """Merge keys into the run's progress record (no phase change)."""
+        """Set fields of the run's progress record (no phase change), validated."""
+        self._change_progress(run_id, lambda _: progress)
+
+    def approve(self, run_id: str, wave: int, by: str) -> None:
+        """Record an approval of one wave, merged with the others in the same transaction."""
+        self._change_progress(run_id, lambda current: {"approvals": {**current.approvals, wave: by}})
+
+    def _change_progress(self, run_id: str, change: Callable[[RunProgress], dict[str, Any]]) -> None:
+        # Read, merge and write in one transaction: the CLI and the executor both write here.
         with self._tx() as db:
             self._fence(db, run_id)
             row = self._q(db, "SELECT progress FROM runs WHERE id=:r", r=run_id).mappings().one()
-            merged = {**json.loads(row["progress"]), **progress}
+            current = _progress(row["progress"])
             self._q(db, "UPDATE runs SET progress=:p, updated=:u WHERE id=:r",
-                    p=json.dumps(merged, default=str), u=time.time(), r=run_id)
+                    p=current.merged(change(current)).model_dump_json(), u=time.time(), r=run_id)
 
     def events(self, run_id: str, *, kind: str | None = None) -> list[Event]:
         """Every event of a run, oldest first."""
@@ -534,11 +544,15 @@ def _still_running(claim: estate_lock.EstateClaim) -> bool:
         return False
 
 
+def _progress(text: str) -> RunProgress:
+    return RunProgress.model_validate_json(text or "{}")
+
+
 def _run(row: Any) -> Run:
     return Run(id=row["id"], created=row["created"], updated=row["updated"], actor=row["actor"],
                target=row["target"], plan=json.loads(row["plan"]), digest=row["digest"], inventory=row["inventory"],
                policy=row["policy"], phase=Phase(row["phase"]), wave=row["wave"],
-               progress=json.loads(row["progress"]), lease_pid=row["lease_pid"], lease_host=row["lease_host"],
+               progress=_progress(row["progress"]), lease_pid=row["lease_pid"], lease_host=row["lease_host"],
                outcome=row["outcome"],
                # columns a read-only open of an older journal lacks
                lease_start=row.get("lease_start"), lease_expires=row.get("lease_expires"),

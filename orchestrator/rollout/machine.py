@@ -44,12 +44,14 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     P.WAITING_FLEET_BAKE: frozenset({P.PREPARING, P.HALTED, P.ABORTED}),
     # preparing changes nothing live: a failure there halts without a rollback
     P.PREPARING: frozenset({P.DRAINING, P.HALTED, P.ABORTED}),
-    P.DRAINING: frozenset({P.SWITCHING, P.ROLLING_BACK, P.ABORTED}),
-    P.SWITCHING: frozenset({P.POSTCHECKING, P.ROLLING_BACK, P.ABORTED}),
-    P.POSTCHECKING: frozenset({P.GATING, P.ROLLING_BACK, P.ABORTED}),
-    P.GATING: frozenset({P.STEPPING, P.ROLLING_BACK, P.ABORTED}),
-    P.STEPPING: frozenset({P.BAKING, P.ROLLING_BACK, P.ABORTED}),
-    P.BAKING: frozenset({P.WAVE_DONE, P.ROLLING_BACK, P.ABORTED}),
+    # A site in flight may have been changed: every way out (a failure, an abort) is its
+    # rollback. No move from here to ABORTED: an abort is recorded when the rollback ends.
+    P.DRAINING: frozenset({P.SWITCHING, P.ROLLING_BACK}),
+    P.SWITCHING: frozenset({P.POSTCHECKING, P.ROLLING_BACK}),
+    P.POSTCHECKING: frozenset({P.GATING, P.ROLLING_BACK}),
+    P.GATING: frozenset({P.STEPPING, P.ROLLING_BACK}),
+    P.STEPPING: frozenset({P.BAKING, P.ROLLING_BACK}),
+    P.BAKING: frozenset({P.WAVE_DONE, P.ROLLING_BACK}),
     P.WAVE_DONE: _WAVE_START | {P.COMPLETED, P.ABORTED},
     P.ROLLING_BACK: frozenset({P.HALTED, P.ABORTED}),
     P.HALTED: frozenset(),

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from orchestrator.errors import CallfleetError
+from orchestrator.errors import CallfleetError, ExitCode
 from orchestrator.store.url import Backend, StoreURL
 
 _SQLITE_NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0"
@@ -30,7 +30,7 @@ _PG_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
 class StoreBusy(CallfleetError):
     """Another writer held the store's write lock longer than the busy timeout."""
 
-    exit_code = 9
+    exit_code = ExitCode.LOCKED
 
 
 class Store:

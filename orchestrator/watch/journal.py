@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.engine import Connection
 
-from orchestrator.errors import CallfleetError, InvalidInput
+from orchestrator.errors import CallfleetError, ExitCode, InvalidInput
 from orchestrator.store import leases
 from orchestrator.store import url as store_url
 from orchestrator.store.db import Store
@@ -126,7 +126,7 @@ def read_tallies(location: Path | str, *, start: float, end: float) -> tuple[lis
 class NotLeader(CallfleetError):
     """This watcher no longer holds the leader lease: it must not act."""
 
-    exit_code = 9
+    exit_code = ExitCode.LOCKED
 
 
 class WatchEvent(BaseModel):

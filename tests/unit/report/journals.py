@@ -212,7 +212,7 @@ def approve(journal: Journal, run_id: str, wave: int, by: str) -> None:
     """What `callfleet rollout approve` writes."""
     run = journal.run(run_id)
     site = run.plan["waves"][wave - 1]["site"]
-    journal.update_progress(run_id, {"approvals": {**run.progress.get("approvals", {}), str(wave): by}})
+    journal.approve(run_id, wave, by)
     journal.record(run_id, "approval", site=site, data={"wave": wave, "by": by})
 
 

@@ -25,9 +25,11 @@ def test_transition_table_is_closed_and_terminals_have_no_exit() -> None:
     for src, dsts in TRANSITIONS.items():
         assert dsts <= set(Phase), src
     assert {Phase.HALTED, Phase.COMPLETED, Phase.ABORTED} == TERMINAL
-    # every phase that can change a site can reach a rollback or an abort
+    # every phase that can change a site reaches a rollback, and an abort only through it
     for phase in (Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECKING, Phase.GATING, Phase.STEPPING, Phase.BAKING):
         assert Phase.ROLLING_BACK in TRANSITIONS[phase]
+        assert Phase.ABORTED not in TRANSITIONS[phase]
+    assert Phase.ABORTED in TRANSITIONS[Phase.ROLLING_BACK]
     # nothing jumps from a wave's start to its live steps: the gate cannot be skipped
     reachable_without_gate = {Phase.PREPARING, Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECKING}
     for phase in reachable_without_gate:

@@ -17,6 +17,7 @@ import pytest
 from orchestrator.errors import InvalidInput
 from orchestrator.rollout.journal import SCHEMA_VERSION, Journal, LeaseLost, RolloutLocked
 from orchestrator.rollout.machine import Phase
+from orchestrator.rollout.state import WaveProgress
 from tests.conftest import REPO
 
 PLAN = {"target": "5.6.0-lab2", "waves": []}
@@ -190,7 +191,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_run ON events(run, seq);
 CREATE TABLE locks (name TEXT PRIMARY KEY, run TEXT NOT NULL, since REAL NOT NULL);
-INSERT INTO runs VALUES ('r1', 1, 1, 'me', '5.6.0', '{}', 'd', 'inv', 'pol', 'baking', 2, '{"a": 1}',
+INSERT INTO runs VALUES ('r1', 1, 1, 'me', '5.6.0', '{}', 'd', 'inv', 'pol', 'baking', 2,
+                         '{"approvals": {"2": "ann"}, "wave2_step": 3, "wave2_bake_started": 5.5}',
                          NULL, NULL, NULL);
 INSERT INTO events(run, ts, kind, phase, wave, site, data) VALUES ('r1', 1, 'created', 'pending', 0, NULL, '{}');
 INSERT INTO locks VALUES ('rollout', 'r1', 1);
@@ -212,7 +214,10 @@ def test_todays_sqlite_journals_open_after_migration(tmp_path: Path, with_lease_
     j = Journal(path)
     assert j.schema_version() == SCHEMA_VERSION
     run = j.run("r1")
-    assert (run.phase, run.wave, run.progress, run.lease_token) == (Phase.BAKING, 2, {"a": 1}, 0)
+    assert (run.phase, run.wave, run.lease_token) == (Phase.BAKING, 2, 0)
+    # the flat per-wave keys of older journals are read into the typed run state
+    assert run.progress.approvals == {2: "ann"}
+    assert run.progress.wave(2) == WaveProgress(step=3, bake_started=5.5)
     assert j.lock_holder() == "r1"
     j.take_lease("r1")
     j.transition("r1", Phase.WAVE_DONE)

@@ -1,0 +1,199 @@
+"""The rollout's pure decision core: what to do next, from the run state, the plan and the clock.
+
+`decide(run, plan, now)` returns one of:
+- `Finish`: the run has ended (completed, halted or aborted) with its exit code;
+- `Transition`: move the run (the move is checked against the state machine here, so an
+  illegal one raises where it is decided, never reaching the journal);
+- `Wait`: nothing to do before a time (a bake, the fleet bake) or before a human acts
+  (an approval);
+- `Effect`: one side effect on the estate (drain, switch, gate, ...) that the executor
+  performs through its ports; the effect's result comes back as the next run state.
+
+No I/O, no clock of its own: the same inputs give the same decision, and every phase and
+guard is tested in tables (tests/unit/rollout/test_decide.py). The executor is the one place
+that acts on decisions.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.errors import ExitCode
+from orchestrator.rollout.machine import SITE_IN_FLIGHT, TERMINAL, Phase, check
+from orchestrator.rollout.plan import Plan
+from orchestrator.rollout.state import RunProgress
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OutcomeKind(StrEnum):
+    """How a drive of the run stopped."""
+
+    COMPLETED = "completed"
+    HALTED = "halted"
+    ABORTED = "aborted"
+    WAITING = "waiting"
+
+
+class EffectKind(StrEnum):
+    """The side effects a run asks for, one phase each."""
+
+    PREFLIGHT = "preflight"
+    PREPARE = "prepare"
+    DRAIN = "drain"
+    SWITCH = "switch"
+    POSTCHECK = "postcheck"
+    GATE = "gate"
+    LIVE_STEPS = "live_steps"
+    HEALTH = "health"
+    ROLLBACK = "rollback"
+
+
+class WaitKind(StrEnum):
+    """What a run waits for."""
+
+    APPROVAL = "approval"
+    FLEET_BAKE = "fleet_bake"
+    BAKE = "bake"
+
+
+class RunView(_Frozen):
+    """The part of a journal run that decisions read."""
+
+    id: str
+    phase: Phase
+    wave: int = Field(ge=0)
+    progress: RunProgress = RunProgress()
+    outcome: str | None = None
+
+
+class Finish(_Frozen):
+    """The run has ended."""
+
+    kind: OutcomeKind
+    exit_code: ExitCode
+    message: str
+
+
+class Transition(_Frozen):
+    """Move the run; `progress` fields are written with the move, atomically."""
+
+    to: Phase
+    wave: int | None = None
+    site: str | None = None
+    progress: dict[str, Any] = Field(default_factory=dict)
+    outcome: str | None = None
+
+
+class Wait(_Frozen):
+    """Nothing to do for `seconds` (None: until a human acts)."""
+
+    kind: WaitKind
+    message: str
+    seconds: float | None
+
+
+class Effect(_Frozen):
+    """One side effect on the wave's site."""
+
+    kind: EffectKind
+    wave: int
+    site: str | None
+
+
+Decision = Finish | Transition | Wait | Effect
+
+# Each phase that only acts: the effect it asks for.
+_EFFECTS: dict[Phase, EffectKind] = {
+    Phase.PREFLIGHT: EffectKind.PREFLIGHT,
+    Phase.PREPARING: EffectKind.PREPARE,
+    Phase.DRAINING: EffectKind.DRAIN,
+    Phase.SWITCHING: EffectKind.SWITCH,
+    Phase.POSTCHECKING: EffectKind.POSTCHECK,
+    Phase.GATING: EffectKind.GATE,
+    Phase.STEPPING: EffectKind.LIVE_STEPS,
+    Phase.ROLLING_BACK: EffectKind.ROLLBACK,
+}
+
+
+def decide(run: RunView, plan: Plan, now: float) -> Decision:
+    """The next decision for `run` of `plan` at time `now`."""
+    decision = _decide(run, plan, now)
+    if isinstance(decision, Transition):
+        check(run.phase, decision.to)  # a decision the state machine forbids is a bug: raise here
+    return decision
+
+
+def wave_start(plan: Plan, index: int, progress: RunProgress) -> Phase:
+    """The first phase of wave `index`: an approval, the fleet bake, or straight to preparing."""
+    wave = plan.waves[index - 1]
+    if wave.approval_required and index not in progress.approvals:
+        return Phase.AWAITING_APPROVAL
+    if wave.not_before_fleet_bake_s > 0:
+        return Phase.WAITING_FLEET_BAKE
+    return Phase.PREPARING
+
+
+def _decide(run: RunView, plan: Plan, now: float) -> Decision:
+    p, progress = run.phase, run.progress
+    if p in TERMINAL:
+        return _finish(run)
+    who = progress.abort_requested
+    if who and p not in SITE_IN_FLIGHT:
+        return Transition(to=Phase.ABORTED, outcome=f"aborted by {who}")
+    if who and p != Phase.ROLLING_BACK:
+        # a site in flight is never left half-changed: an abort goes through its rollback
+        return Transition(to=Phase.ROLLING_BACK, progress={"halt_reason": f"aborted by {who}"})
+    if p == Phase.PENDING:
+        return Transition(to=Phase.PREFLIGHT)
+    site = plan.waves[run.wave - 1].site if run.wave else None
+    if p in _EFFECTS:
+        return Effect(kind=_EFFECTS[p], wave=run.wave, site=site)
+    wave = plan.waves[run.wave - 1]
+    if p == Phase.AWAITING_APPROVAL:
+        if run.wave not in progress.approvals:
+            return Wait(kind=WaitKind.APPROVAL, seconds=None,
+                        message=f"wave {run.wave} ({wave.site}) needs an approval: "
+                                f"callfleet rollout approve {run.id} --wave {run.wave}")
+        nxt = Phase.WAITING_FLEET_BAKE if wave.not_before_fleet_bake_s > 0 else Phase.PREPARING
+        return Transition(to=nxt, site=wave.site)
+    if p == Phase.WAITING_FLEET_BAKE:
+        since = now if progress.fleet_done_at is None else progress.fleet_done_at
+        left = since + wave.not_before_fleet_bake_s - now
+        if left > 0:
+            return Wait(kind=WaitKind.FLEET_BAKE, seconds=left,
+                        message=f"reserve {wave.site}: the new release bakes fleet-wide, {left:.0f}s left")
+        return Transition(to=Phase.PREPARING, site=wave.site)
+    if p == Phase.BAKING:
+        started = progress.wave(run.wave).bake_started
+        left = (now if started is None else started) + wave.bake_s - now
+        if left > 0:
+            return Wait(kind=WaitKind.BAKE, seconds=left,
+                        message=f"wave {run.wave} ({wave.site}): baking, {left:.0f}s left")
+        return Effect(kind=EffectKind.HEALTH, wave=run.wave, site=wave.site)
+    return _wave_done(run, plan, now)
+
+
+def _wave_done(run: RunView, plan: Plan, now: float) -> Transition:
+    wave, nxt = plan.waves[run.wave - 1], run.wave + 1
+    updates: dict[str, Any] = {"done_waves": [*run.progress.done_waves, run.wave]}
+    # the fleet bake of a reserve counts from the end of the last wave that is not one
+    if wave.role != "reserve" and (nxt > len(plan.waves) or plan.waves[nxt - 1].role == "reserve"):
+        updates["fleet_done_at"] = now
+    if nxt > len(plan.waves):
+        return Transition(to=Phase.COMPLETED, progress=updates,
+                          outcome=f"{len(plan.waves)} site(s) on {plan.target}")
+    return Transition(to=wave_start(plan, nxt, run.progress), wave=nxt, site=plan.waves[nxt - 1].site,
+                      progress=updates)
+
+
+def _finish(run: RunView) -> Finish:
+    kind = {Phase.COMPLETED: OutcomeKind.COMPLETED, Phase.ABORTED: OutcomeKind.ABORTED}.get(
+        run.phase, OutcomeKind.HALTED)
+    code = ExitCode.OK if kind != OutcomeKind.HALTED else (run.progress.exit_code or ExitCode.ROLLED_BACK)
+    return Finish(kind=kind, exit_code=code, message=run.outcome or kind.value)

@@ -1,0 +1,165 @@
+"""The rollout's pure decision core: every phase and guard as a table row, in milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import ExitCode
+from orchestrator.rollout import decide as decide_module
+from orchestrator.rollout.decide import (
+    Decision,
+    Effect,
+    EffectKind,
+    Finish,
+    OutcomeKind,
+    RunView,
+    Transition,
+    Wait,
+    WaitKind,
+    decide,
+    wave_start,
+)
+from orchestrator.rollout.machine import TERMINAL, IllegalTransition, Phase, check
+from orchestrator.rollout.plan import Plan, plan_digest
+from orchestrator.rollout.state import RunProgress, WaveProgress
+
+NOW = 1_000.0
+
+
+def _wave(index: int, site: str, role: str, *, approval: bool = False, fleet_bake: float = 0,
+          bake: float = 10) -> dict[str, Any]:
+    return {"index": index, "site": site, "role": role, "from_releases": ["5.5.0"], "to_release": "5.6.0",
+            "traffic_steps": [{"weight": 10, "bake_s": 1.0}, {"weight": 100, "bake_s": 1.0}],
+            "bake_s": float(bake), "approval_required": approval, "not_before_fleet_bake_s": float(fleet_bake)}
+
+
+def _plan(*waves: dict[str, Any]) -> Plan:
+    body: dict[str, Any] = {"target": "5.6.0", "policy": "default", "estate": "lab", "waves": list(waves),
+                            "skipped": [], "reserve": [w["site"] for w in waves if w["role"] == "reserve"]}
+    return Plan.model_validate({**body, "digest": plan_digest(body)})
+
+
+# canary (bake 20), a wave that needs an approval, a reserve behind a 30 s fleet bake
+PLAN = _plan(_wave(1, "site1", "canary", bake=20), _wave(2, "site2", "wave", approval=True),
+             _wave(3, "site3", "reserve", fleet_bake=30))
+ONE_WAVE = _plan(_wave(1, "site1", "canary"))
+
+
+def _p(**fields: Any) -> RunProgress:
+    return RunProgress.model_validate(fields)
+
+
+def _run(phase: Phase, wave: int = 0, progress: RunProgress | None = None, outcome: str | None = None) -> RunView:
+    return RunView(id="r1", phase=phase, wave=wave, progress=progress or RunProgress(), outcome=outcome)
+
+
+BAKED = _p(waves={1: WaveProgress(bake_started=NOW - 20)})
+ROWS: list[tuple[str, RunView, Plan, Decision]] = [
+    # the run starts
+    ("pending -> preflight", _run(Phase.PENDING), PLAN, Transition(to=Phase.PREFLIGHT)),
+    ("preflight acts", _run(Phase.PREFLIGHT), PLAN, Effect(kind=EffectKind.PREFLIGHT, wave=0, site=None)),
+    # each phase that only acts asks for its effect on the wave's site
+    ("preparing", _run(Phase.PREPARING, 2), PLAN, Effect(kind=EffectKind.PREPARE, wave=2, site="site2")),
+    ("draining", _run(Phase.DRAINING, 1), PLAN, Effect(kind=EffectKind.DRAIN, wave=1, site="site1")),
+    ("switching", _run(Phase.SWITCHING, 1), PLAN, Effect(kind=EffectKind.SWITCH, wave=1, site="site1")),
+    ("postchecking", _run(Phase.POSTCHECKING, 1), PLAN, Effect(kind=EffectKind.POSTCHECK, wave=1, site="site1")),
+    ("gating", _run(Phase.GATING, 1), PLAN, Effect(kind=EffectKind.GATE, wave=1, site="site1")),
+    ("stepping", _run(Phase.STEPPING, 1), PLAN, Effect(kind=EffectKind.LIVE_STEPS, wave=1, site="site1")),
+    ("rolling back", _run(Phase.ROLLING_BACK, 2), PLAN, Effect(kind=EffectKind.ROLLBACK, wave=2, site="site2")),
+    # the bake: wait it out, then probe
+    ("bake under way", _run(Phase.BAKING, 1, _p(waves={1: WaveProgress(bake_started=NOW - 5)})), PLAN,
+     Wait(kind=WaitKind.BAKE, seconds=15, message="wave 1 (site1): baking, 15s left")),
+    ("bake over", _run(Phase.BAKING, 1, BAKED), PLAN, Effect(kind=EffectKind.HEALTH, wave=1, site="site1")),
+    ("bake start unrecorded: it starts now", _run(Phase.BAKING, 1), PLAN,
+     Wait(kind=WaitKind.BAKE, seconds=20, message="wave 1 (site1): baking, 20s left")),
+    # approvals
+    ("approval missing", _run(Phase.AWAITING_APPROVAL, 2, _p(approvals={3: "ann"})), PLAN,
+     Wait(kind=WaitKind.APPROVAL, seconds=None,
+          message="wave 2 (site2) needs an approval: callfleet rollout approve r1 --wave 2")),
+    ("approved", _run(Phase.AWAITING_APPROVAL, 2, _p(approvals={2: "ann"})), PLAN,
+     Transition(to=Phase.PREPARING, site="site2")),
+    # the fleet bake before the reserve
+    ("fleet bake under way", _run(Phase.WAITING_FLEET_BAKE, 3, _p(fleet_done_at=NOW - 10)), PLAN,
+     Wait(kind=WaitKind.FLEET_BAKE, seconds=20, message="reserve site3: the new release bakes fleet-wide, 20s left")),
+    ("fleet bake over", _run(Phase.WAITING_FLEET_BAKE, 3, _p(fleet_done_at=NOW - 30)), PLAN,
+     Transition(to=Phase.PREPARING, site="site3")),
+    # a wave ends: the next wave's start, recorded with the wave's end in one move
+    ("canary done -> wave 2 needs its approval", _run(Phase.WAVE_DONE, 1), PLAN,
+     Transition(to=Phase.AWAITING_APPROVAL, wave=2, site="site2", progress={"done_waves": [1]})),
+    ("wave 2 approved in advance -> preparing", _run(Phase.WAVE_DONE, 1, _p(approvals={2: "ann"})), PLAN,
+     Transition(to=Phase.PREPARING, wave=2, site="site2", progress={"done_waves": [1]})),
+    ("last wave before the reserve: the fleet bake starts", _run(Phase.WAVE_DONE, 2, _p(done_waves=[1])), PLAN,
+     Transition(to=Phase.WAITING_FLEET_BAKE, wave=3, site="site3",
+                progress={"done_waves": [1, 2], "fleet_done_at": NOW})),
+    ("the reserve done: completed", _run(Phase.WAVE_DONE, 3, _p(done_waves=[1, 2], fleet_done_at=5.0)), PLAN,
+     Transition(to=Phase.COMPLETED, progress={"done_waves": [1, 2, 3]}, outcome="3 site(s) on 5.6.0")),
+    ("one wave, no reserve: completed and fleet-done", _run(Phase.WAVE_DONE, 1), ONE_WAVE,
+     Transition(to=Phase.COMPLETED, progress={"done_waves": [1], "fleet_done_at": NOW},
+                outcome="1 site(s) on 5.6.0")),
+    # aborts: straight out unless a site is in flight, which rolls back first
+    ("abort while pending", _run(Phase.PENDING, 0, _p(abort_requested="ann")), PLAN,
+     Transition(to=Phase.ABORTED, outcome="aborted by ann")),
+    ("abort while awaiting an approval", _run(Phase.AWAITING_APPROVAL, 2, _p(abort_requested="ann")), PLAN,
+     Transition(to=Phase.ABORTED, outcome="aborted by ann")),
+    ("abort while preparing (nothing live changed)", _run(Phase.PREPARING, 2, _p(abort_requested="ann")), PLAN,
+     Transition(to=Phase.ABORTED, outcome="aborted by ann")),
+    *[(f"abort while {p}: roll back", _run(p, 1, _p(abort_requested="ann")), PLAN,
+       Transition(to=Phase.ROLLING_BACK, progress={"halt_reason": "aborted by ann"}))
+      for p in (Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECKING, Phase.GATING, Phase.STEPPING, Phase.BAKING)],
+    ("abort during the rollback: the rollback goes on", _run(Phase.ROLLING_BACK, 1, _p(abort_requested="ann")),
+     PLAN, Effect(kind=EffectKind.ROLLBACK, wave=1, site="site1")),
+    # the end
+    ("completed", _run(Phase.COMPLETED, 3, outcome="3 site(s) on 5.6.0"), PLAN,
+     Finish(kind=OutcomeKind.COMPLETED, exit_code=ExitCode.OK, message="3 site(s) on 5.6.0")),
+    ("aborted", _run(Phase.ABORTED, 1, _p(abort_requested="ann", exit_code=6), outcome="aborted by ann"), PLAN,
+     Finish(kind=OutcomeKind.ABORTED, exit_code=ExitCode.OK, message="aborted by ann")),
+    ("halted, inconclusive gate", _run(Phase.HALTED, 1, _p(exit_code=8), outcome="gate"), PLAN,
+     Finish(kind=OutcomeKind.HALTED, exit_code=ExitCode.INCONCLUSIVE, message="gate")),
+    ("halted without a code recorded: rolled back", _run(Phase.HALTED, 1), PLAN,
+     Finish(kind=OutcomeKind.HALTED, exit_code=ExitCode.ROLLED_BACK, message="halted")),
+    ("an abort request changes nothing once ended", _run(Phase.HALTED, 1, _p(abort_requested="ann"), "x"), PLAN,
+     Finish(kind=OutcomeKind.HALTED, exit_code=ExitCode.ROLLED_BACK, message="x")),
+]
+
+
+@pytest.mark.parametrize(("run", "plan", "expected"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+def test_decide(run: RunView, plan: Plan, expected: Decision) -> None:
+    got = decide(run, plan, NOW)
+    assert got == expected
+    if isinstance(got, Transition):
+        check(run.phase, got.to)  # never an illegal move
+
+
+def test_every_phase_has_a_row() -> None:
+    assert {r[1].phase for r in ROWS} == set(Phase)
+
+
+def test_the_same_inputs_give_the_same_decision() -> None:
+    run = _run(Phase.WAVE_DONE, 2, _p(done_waves=[1]))
+    assert decide(run, PLAN, NOW) == decide(run, PLAN, NOW)
+    assert run == _run(Phase.WAVE_DONE, 2, _p(done_waves=[1]))  # the input is not changed
+
+
+def test_a_decision_the_state_machine_forbids_raises_where_it_is_decided(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug that decides DRAINING -> ABORTED (an abort skipping the rollback) never reaches the journal."""
+    monkeypatch.setattr(decide_module, "_decide", lambda run, plan, now: Transition(to=Phase.ABORTED))
+    with pytest.raises(IllegalTransition, match="draining -> aborted"):
+        decide(_run(Phase.DRAINING, 1), PLAN, NOW)
+
+
+@pytest.mark.parametrize("src", sorted(set(Phase) - TERMINAL))
+def test_every_illegal_move_raises(src: Phase) -> None:
+    from orchestrator.rollout.machine import TRANSITIONS
+
+    for dst in set(Phase) - TRANSITIONS[src]:
+        with pytest.raises(IllegalTransition):
+            check(src, dst)
+
+
+def test_a_wave_starts_at_its_approval_then_its_fleet_bake() -> None:
+    assert wave_start(PLAN, 2, RunProgress()) == Phase.AWAITING_APPROVAL
+    assert wave_start(PLAN, 2, _p(approvals={2: "ann"})) == Phase.PREPARING
+    assert wave_start(PLAN, 3, RunProgress()) == Phase.WAITING_FLEET_BAKE
+    assert wave_start(PLAN, 1, RunProgress()) == Phase.PREPARING
