@@ -54,13 +54,18 @@ LimitOpt = Annotated[
 SCHEMA_VERSION = 1
 
 
-def emit_json(data: Any) -> None:
+def emit_json(data: Any, *, line: bool = False) -> None:
     """Print one JSON document for pipelines (pydantic models are dumped in JSON mode). An
-    object gets `schema_version` first; a list is printed as it is (its items are objects)."""
+    object gets `schema_version` first; a list is printed as it is (its items are objects).
+    `line`: on one line, flushed (a stream of documents, one per line)."""
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
     if isinstance(data, dict):
         data = {"schema_version": SCHEMA_VERSION, **data}
+    if line:
+        sys.stdout.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
+        sys.stdout.flush()
+        return
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.common import (
     InventoryOpt,
@@ -21,9 +27,10 @@ from orchestrator.cli.common import (
     handle_errors,
 )
 from orchestrator.cli.documents import Approval, OutcomeDocument, RunEvents, RunList, RunStatusDocument
-from orchestrator.errors import InvalidInput
+from orchestrator.errors import CallfleetError, InvalidInput
 from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.limit import parse_limit
+from orchestrator.estate.model import Estate
 from orchestrator.policy.load import DEFAULT_POLICY, load_policy
 from orchestrator.release.store import default_store, find_bundle
 from orchestrator.rollout.executor import Executor, Outcome, Ports
@@ -59,10 +66,29 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _ports(inventory: Path, target: str, store: Path | None, json_out: bool) -> Ports:
+def _observed(inventory: Path, json_out: bool) -> Estate:
+    """The estate with each host's release as the host reports it."""
+    declared = load_inventory(inventory)
+    try:
+        # The plan was built from the observed releases; the gate's baselines (sites still on
+        # the wave's from-release) must be chosen from the same truth, not from the inventory.
+        return observe(declared)
+    except CallfleetError as exc:
+        # A rollback must still be attempted when a host does not answer: it fails and alerts
+        # on its own if the host is really gone. Only the baselines' preference loses.
+        if not json_out:
+            console.print(f"[yellow]could not read every host's release ({exc.message}); "
+                          "using the inventory's[/]")
+        return declared
+
+
+def _ports(inventory: Path, target: str, store: Path | None, json_out: bool,
+           observed: Estate | None = None) -> Ports:
+    """The composition root of a drive: every port wired from the estate as the hosts report it
+    (`observed`: already read by the caller, as `upgrade` does to plan)."""
     from orchestrator.metrics.prometheus import provider_for
 
-    estate = load_inventory(inventory)
+    estate = observed or _observed(inventory, json_out)
     bundle = find_bundle(store or default_store(), target)
     say = None if json_out else (lambda m: console.print(f"[dim]{_now()}[/] {m}"))
     ops = SiteOps(estate=estate, inventory=inventory, steering=dispatcher_for(estate),
@@ -129,7 +155,7 @@ def write_junit(journal: Journal, run_id: str, path: Path) -> None:
 
 
 def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, wait: Literal["sleep", "return"],
-           json_out: bool, junit: Path | None) -> None:
+           json_out: bool, junit: Path | None, observed: Estate | None = None) -> None:
     policy_path = Path(run.policy)
     recorded = run.progress.policy_digest
     if recorded and policy_path.exists() and _file_digest(policy_path) != recorded:
@@ -138,7 +164,7 @@ def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, w
     plan = Plan.model_validate(run.plan)
     if plan.digest != run.digest:
         raise InvalidInput(f"rollout {run.id}: the journalled plan does not match its digest (tampered journal?)")
-    ports = _ports(inventory, run.target, store, json_out)
+    ports = _ports(inventory, run.target, store, json_out, observed)
     from orchestrator.rollout.alerts import rollout_alerter
 
     alerter, note = rollout_alerter()
@@ -203,7 +229,7 @@ def upgrade(
     if not json_out:
         console.print(f"rollout {run.id} started; journal {j.where}")
     _drive(j, j.run(run.id), inventory=inv, store=store, wait="return" if no_wait else "sleep", json_out=json_out,
-           junit=junit)
+           junit=junit, observed=estate)
 
 
 def _journal(inventory: Path | None, journal: str | None, *, read_only: bool = False) -> tuple[Journal, Path]:
@@ -223,10 +249,24 @@ RunArg = Annotated[str | None, typer.Argument(help="Run id (default: the latest 
 def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: InventoryOpt = None,
            html: Annotated[Path | None, typer.Option("--html", help="Also write the run's report (`callfleet "
                                                      "report`) as one self-contained HTML page here.")] = None,
+           watch: Annotated[bool, typer.Option("--watch", help="Keep the view live until the run ends, then exit "
+                                               "with the run's exit code (with --json: one document per "
+                                               "change, one per line).")] = False,
+           interval: Annotated[float, typer.Option(help="--watch: seconds between reads of the journal.",
+                                                   min=0.1, max=60)] = 2.0,
            json_out: JsonOpt = False) -> None:
-    """Where a run is: phase, wave, plan, outcome, lock (and, with --html, its full report)."""
+    """Where a run is: phase, wave, plan, outcome, lock (and, with --html, its full report).
+
+    With --watch, a live view that follows the run (from any machine that reads the journal)
+    until it ends; the exit code is then the run's: 0 completed or aborted, its halt code
+    (4, 6, 7, 8) if halted. Ctrl-C stops watching and changes nothing."""
     j, _ = _journal(inventory, journal, read_only=True)
     run = _resolve(j, run_id)
+    if watch:
+        if html is not None:
+            raise InvalidInput("--html and --watch: write the report once the run has ended")
+        _watch(j, run.id, interval=interval, json_out=json_out)
+        return
     report_file = None
     if html is not None:
         from orchestrator.report.sources import load_report
@@ -237,11 +277,19 @@ def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: Invento
         emit_json(RunStatusDocument(**run.model_dump(), lock_holder=j.lock_holder(),
                                     report_html=str(report_file) if report_file else None))
         return
+    console.print(_status_view(j, run, events=0))
+    if report_file is not None:
+        console.print(f"report: {report_file.as_uri()}")
+
+
+def _status_view(j: Journal, run: Run, *, events: int) -> Group:
+    """The run's header, its waves and (events > 0) its latest journal events."""
     plan = Plan.model_validate(run.plan)
-    console.print(f"rollout {run.id} to {run.target} by {run.actor}: [bold]{run.phase}[/] at wave {run.wave}"
-                  + (f" - {run.outcome}" if run.outcome else ""))
+    parts: list[RenderableType] = [
+        Text.from_markup(f"rollout {run.id} to {run.target} by {run.actor}: [bold]{run.phase}[/] at wave {run.wave}"
+                         + (f" - {escape(run.outcome)}" if run.outcome else ""))]
     if plan.limit is not None:
-        console.print(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}")
+        parts.append(Text(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}"))
     done = set(run.progress.done_waves)
     table = Table()
     for col in ("wave", "site", "role", "state"):
@@ -249,9 +297,42 @@ def status(run_id: RunArg = None, journal: JournalOpt = None, inventory: Invento
     for w in plan.waves:
         state = "done" if w.index in done else (str(run.phase) if w.index == run.wave else "")
         table.add_row(str(w.index), w.site, w.role, state)
-    console.print(table)
-    if report_file is not None:
-        console.print(f"report: {report_file.as_uri()}")
+    parts.append(table)
+    if events:
+        for ev in j.events(run.id)[-events:]:
+            what = ev.data.get("effect") or ev.data.get("from") or ""
+            parts.append(Text(f"{time.strftime('%H:%M:%S', time.localtime(ev.ts))} {ev.kind} {ev.phase} "
+                              f"{ev.site or ''} {what}".rstrip(), style="dim"))
+    return Group(*parts)
+
+
+def _watch(j: Journal, run_id: str, *, interval: float, json_out: bool) -> None:
+    """Follow a run until it ends; exit with its code."""
+    from orchestrator.rollout.decide import Finish, RunView, decide
+
+    def seen(r: Run) -> tuple[object, ...]:
+        return (r.phase, r.wave, r.updated, r.outcome)
+
+    run = j.run(run_id)
+    last: tuple[object, ...] | None = None
+    view: AbstractContextManager[Live | None] = (
+        nullcontext() if json_out else Live(console=console, auto_refresh=False, transient=False))
+    with view as live:
+        while True:
+            if seen(run) != last:
+                last = seen(run)
+                if json_out:
+                    emit_json(RunStatusDocument(**run.model_dump(), lock_holder=j.lock_holder(), report_html=None),
+                              line=True)
+                elif live is not None:
+                    live.update(_status_view(j, run, events=5), refresh=True)
+            if run.phase in TERMINAL:
+                break
+            time.sleep(interval)
+            run = j.run(run_id)
+    end = decide(RunView(id=run.id, phase=run.phase, wave=run.wave, progress=run.progress, outcome=run.outcome),
+                 Plan.model_validate(run.plan), time.time())
+    raise typer.Exit(int(end.exit_code) if isinstance(end, Finish) else 1)
 
 
 @app.command()
