@@ -46,7 +46,8 @@ test-e2e: install ## only the whole six-site rollouts (kill -9/resume, lock, adv
 	$(VENV)/bin/pytest -m e2e_rollout
 
 coverage-core: venv ## the pure decision cores are covered line for line and branch for branch by their table tests
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/rollout/test_decide.py --cov=orchestrator.rollout.decide \
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/rollout/test_decide.py tests/unit/guard \
+	  --cov=orchestrator.rollout.decide --cov=orchestrator.guard \
 	  --cov-branch --cov-report=term-missing --cov-fail-under=100
 
 test-unit: venv pulumi ## unit tests only (no lab)
