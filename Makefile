@@ -47,7 +47,7 @@ test-e2e: install ## only the whole six-site rollouts (kill -9/resume, lock, adv
 
 coverage-core: venv ## the pure decision cores are covered line for line and branch for branch by their table tests
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/rollout/test_decide.py tests/unit/guard \
-	  --cov=orchestrator.rollout.decide --cov=orchestrator.guard \
+	  --cov=orchestrator.rollout.decide --cov=orchestrator.guard.judge \
 	  --cov-branch --cov-report=term-missing --cov-fail-under=100
 
 test-unit: venv pulumi ## unit tests only (no lab)

@@ -12,6 +12,8 @@ Exit codes (documented in README and `callfleet --help`):
   8  a gate was INCONCLUSIVE (too little data, or the baseline is failing too)
   9  another rollout holds the lock
  10  a rollout is waiting (bake, approval, freeze): `rollout advance` later
+ 11  the fleet was rolled back: every site a rollout upgraded is back on its from-release
+     (the fleet guard named a culprit, or `rollout undo`)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class ExitCode(IntEnum):
     INCONCLUSIVE = 8
     LOCKED = 9
     WAITING = 10
+    FLEET_ROLLED_BACK = 11
 
 
 class CallfleetError(Exception):

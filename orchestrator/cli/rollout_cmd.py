@@ -32,6 +32,7 @@ from orchestrator.estate.inventory import load_inventory
 from orchestrator.estate.limit import parse_limit
 from orchestrator.estate.model import Estate
 from orchestrator.policy.load import DEFAULT_POLICY, load_policy
+from orchestrator.policy.rollout import RolloutPolicy
 from orchestrator.release.store import default_store, find_bundle
 from orchestrator.rollout.executor import Executor, Outcome, Ports
 from orchestrator.rollout.facts import observe
@@ -41,8 +42,9 @@ from orchestrator.rollout.plan import Plan, build_plan
 from orchestrator.site.ops import SiteOps
 from orchestrator.traffic.steering import dispatcher_for
 
-app = typer.Typer(help="Drive rollouts: status, history, resume after a crash, abort, approvals, and "
-                       "`advance` for scheduled CI jobs (one bounded step, exit 10 while waiting).",
+app = typer.Typer(help="Drive rollouts: status, history, resume after a crash, abort, approvals, "
+                       "`undo` (every upgraded site back, one at a time), and `advance` for scheduled CI "
+                       "jobs (one bounded step, exit 10 while waiting).",
                   no_args_is_help=True)
 
 JournalOpt = Annotated[str | None, typer.Option("--journal", help="Rollout journal: a SQLite file (or "
@@ -158,7 +160,10 @@ def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, w
            json_out: bool, junit: Path | None, observed: Estate | None = None) -> None:
     policy_path = Path(run.policy)
     recorded = run.progress.policy_digest
-    if recorded and policy_path.exists() and _file_digest(policy_path) != recorded:
+    # A fleet rollback uses no policy value (no gate, no bake): a policy edited since the run
+    # was planned must not stand between an operator and undoing a bad release.
+    undoing = bool(run.progress.undo_requested or run.progress.fleet)
+    if recorded and not undoing and policy_path.exists() and _file_digest(policy_path) != recorded:
         raise InvalidInput(f"{policy_path} changed since rollout {run.id} was planned; the plan printed is the plan "
                            "executed: abort this run and plan again")
     plan = Plan.model_validate(run.plan)
@@ -171,7 +176,13 @@ def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, w
     ports.alert = alerter
     if not json_out:
         console.print(f"[dim]{note}[/]")
-    executor = Executor(journal=journal, run_id=run.id, policy=load_policy(policy_path), ports=ports, wait=wait)
+    policy = load_policy(policy_path) if not undoing or policy_path.is_file() else RolloutPolicy()
+    if ports.metrics is not None:
+        from orchestrator.guard.observe import EstateObserver
+
+        ports.guard_observer = EstateObserver(estate=ports.estate, metrics=ports.metrics,
+                                              probe_calls_per_number=policy.rollout.guard.probe_calls_per_number)
+    executor = Executor(journal=journal, run_id=run.id, policy=policy, ports=ports, wait=wait)
     outcome = executor.drive()
     if alerter is not None and alerter.handles and not alerter.flush():
         # Bounded by the channels' deadlines; the store keeps what is still undelivered.
@@ -427,5 +438,50 @@ def abort(run_id: Annotated[str, typer.Argument(help="Run id.")],
     j.update_progress(run_id, {"abort_requested": who})
     j.record(run_id, "abort", data={"by": who})
     # the driver (this process, or the one holding the run) rolls the site in flight back
+    _drive(j, j.run(run_id), inventory=Path(run.inventory), store=store, wait="return", json_out=json_out,
+           junit=None)
+
+
+@app.command()
+@handle_errors
+def undo(run_id: Annotated[str, typer.Argument(help="Run id.")],
+         by: Annotated[str | None, typer.Option(help="Who asks for it (journal, alerts).")] = None,
+         yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (pipelines).")] = False,
+         store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+         inventory: InventoryOpt = None, json_out: JsonOpt = False) -> None:
+    """Fleet rollback on demand: every site this run upgraded goes back to its from-release, one
+    at a time, the newest first, each drained before and its traffic restored after.
+
+    A running run stops where it is (the site in flight is one of those taken back); a finished
+    one (completed, halted or aborted) is reopened, if no other rollout holds the lock. The run
+    ends halted. Exit codes: 11 every site back, 7 a site's rollback failed (left drained),
+    2 nothing to undo, 9 another rollout holds the lock."""
+    from orchestrator.rollout.decide import RunView, fleet_rollback
+    from orchestrator.rollout.journal import actor
+    from orchestrator.rollout.machine import Phase
+
+    j, _ = _journal(inventory, journal)
+    run = j.run(run_id)
+    plan = Plan.model_validate(run.plan)
+    who = by or actor()
+    view = RunView(id=run.id, phase=run.phase, wave=run.wave, progress=run.progress, outcome=run.outcome)
+    if run.progress.fleet is not None and not run.progress.fleet.queue and run.phase in TERMINAL:
+        raise InvalidInput(f"run {run_id} was already rolled back ({run.progress.fleet.reason})")
+    fleet = fleet_rollback(view, plan, reason=f"undone by {who}")
+    if not fleet.queue and run.phase in TERMINAL:
+        raise InvalidInput(f"run {run_id} upgraded no site: nothing to undo")
+    if not json_out:
+        console.print(f"rollout {run_id}: taking back {', '.join(fleet.queue) or 'the site in flight'} "
+                      f"to the release each ran before")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("refusing to roll the fleet back without confirmation: pass --yes")
+        typer.confirm("roll these sites back?", abort=True)
+    if run.phase in TERMINAL:
+        j.reopen(run_id, Phase.FLEET_ROLLING_BACK, progress={"undo_requested": who, "fleet": fleet},
+                 data={"undo_by": who})
+    else:
+        j.update_progress(run_id, {"undo_requested": who})
+    j.record(run_id, "undo", data={"by": who})
     _drive(j, j.run(run_id), inventory=Path(run.inventory), store=store, wait="return", json_out=json_out,
            junit=None)

@@ -10,9 +10,11 @@ class GuardPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    enabled: bool = Field(default=True, description="watch every upgraded site until the run ends")
     interval_s: float = Field(default=5.0, gt=0, le=3600, description="seconds between guard rounds")
-    probe_calls_per_number: int = Field(default=4, ge=1, le=1000,
-                                        description="synthetic calls per number and site in each round")
+    probe_calls_per_number: int = Field(default=2, ge=0, le=1000,
+                                        description="synthetic calls per number and site (0: live counters only)")
+    probe_every_rounds: int = Field(default=3, ge=1, le=1000, description="probe in one round of this many")
     false_trigger_budget: float = Field(
         default=0.001, gt=0, lt=0.5,
         description="chance that the guard fires on a good release in one run (all sites and numbers)")

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.policy.guard import GuardPolicy
 from orchestrator.policy.model import GatePolicy
 from orchestrator.policy.watch import WatchPolicy
 
@@ -208,6 +209,7 @@ class RolloutSection(_Strict):
     freeze_windows: tuple[FreezeWindow, ...] = ()
     reserve: ReserveSection = ReserveSection()
     drain_timeout_s: float = Field(default=30.0, gt=0, le=24 * 3600, allow_inf_nan=False)
+    guard: GuardPolicy = GuardPolicy()
 
 
 class RolloutPolicy(BaseModel):

@@ -19,8 +19,8 @@ PHASE_COLOURS: dict[Phase, str] = {
     Phase.WAITING_FLEET_BAKE: "#c5b0d5", Phase.PREPARING: "#aec7e8", Phase.DRAINING: "#7f7f7f",
     Phase.SWITCHING: "#1f77b4", Phase.POSTCHECKING: "#17becf", Phase.GATING: "#ff7f0e",
     Phase.STEPPING: "#2ca02c", Phase.BAKING: "#98df8a", Phase.WAVE_DONE: "#2ca02c",
-    Phase.ROLLING_BACK: "#d62728", Phase.HALTED: "#d62728", Phase.COMPLETED: "#2ca02c",
-    Phase.ABORTED: "#8c564b",
+    Phase.ROLLING_BACK: "#d62728", Phase.FLEET_ROLLING_BACK: "#ff9896", Phase.HALTED: "#d62728",
+    Phase.COMPLETED: "#2ca02c", Phase.ABORTED: "#8c564b",
 }
 CANARY, BASELINE = "#d62728", "#1f77b4"
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.errors import ExitCode
 from orchestrator.rollout.machine import SITE_IN_FLIGHT, TERMINAL, Phase, check
 from orchestrator.rollout.plan import Plan
-from orchestrator.rollout.state import RunProgress
+from orchestrator.rollout.state import FleetRollback, RunProgress
 
 
 class _Frozen(BaseModel):
@@ -52,6 +52,7 @@ class EffectKind(StrEnum):
     LIVE_STEPS = "live_steps"
     HEALTH = "health"
     ROLLBACK = "rollback"
+    FLEET_ROLLBACK = "fleet_rollback"
 
 
 class WaitKind(StrEnum):
@@ -139,10 +140,53 @@ def wave_start(plan: Plan, index: int, progress: RunProgress) -> Phase:
     return Phase.PREPARING
 
 
+def upgraded_sites(run: RunView, plan: Plan) -> tuple[str, ...]:
+    """The sites this run has put on the new release (or may have), in upgrade order."""
+    done = [plan.waves[w - 1].site for w in run.progress.done_waves]
+    if run.phase in SITE_IN_FLIGHT and run.wave and plan.waves[run.wave - 1].site not in done:
+        done.append(plan.waves[run.wave - 1].site)
+    return tuple(done)
+
+
+def fleet_rollback(run: RunView, plan: Plan, *, reason: str, culprits: tuple[str, ...] = ()) -> FleetRollback:
+    """Every upgraded site back to its from-release: culprits first, then the newest first."""
+    sites = upgraded_sites(run, plan)
+    rest = [s for s in reversed(sites) if s not in culprits]
+    return FleetRollback(reason=reason, queue=(*[c for c in culprits if c in sites], *rest), culprits=culprits)
+
+
+# From here a wave's site takes live calls on the new release: the fleet guard watches it.
+_LIVE_ON_NEW = frozenset({Phase.STEPPING, Phase.BAKING, Phase.WAVE_DONE})
+
+
+def guarded_sites(run: RunView, plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(sites on the new release taking live calls, in upgrade order; sites not yet touched).
+
+    The wave in flight before its live steps is in neither: drained, and not yet judged by
+    anything but its gate. Sites the plan skips (already on the target) are not compared."""
+    done = [plan.waves[w - 1].site for w in run.progress.done_waves]
+    current = plan.waves[run.wave - 1].site if run.wave else None
+    if current and run.phase in _LIVE_ON_NEW and current not in done:
+        done.append(current)
+    later = [w.site for w in plan.waves if w.index > run.wave or (run.wave == 0)]
+    if current and run.phase in (Phase.AWAITING_APPROVAL, Phase.WAITING_FLEET_BAKE, Phase.PREPARING):
+        later.insert(0, current)
+    return tuple(done), tuple(s for s in later if s not in done)
+
+
 def _decide(run: RunView, plan: Plan, now: float) -> Decision:
     p, progress = run.phase, run.progress
     if p in TERMINAL:
         return _finish(run)
+    if p == Phase.FLEET_ROLLING_BACK:
+        return _fleet(run, plan)
+    if progress.guard is not None:
+        culprits = progress.guard.culprits
+        fleet = fleet_rollback(run, plan, reason=f"fleet guard: {', '.join(culprits)} failing", culprits=culprits)
+        return Transition(to=Phase.FLEET_ROLLING_BACK, progress={"fleet": fleet})
+    if progress.undo_requested:
+        fleet = fleet_rollback(run, plan, reason=f"undone by {progress.undo_requested}")
+        return Transition(to=Phase.FLEET_ROLLING_BACK, progress={"fleet": fleet})
     who = progress.abort_requested
     if who and p not in SITE_IN_FLIGHT:
         return Transition(to=Phase.ABORTED, outcome=f"aborted by {who}")
@@ -190,6 +234,24 @@ def _wave_done(run: RunView, plan: Plan, now: float) -> Transition:
                           outcome=f"{len(plan.waves)} site(s) on {plan.target}")
     return Transition(to=wave_start(plan, nxt, run.progress), wave=nxt, site=plan.waves[nxt - 1].site,
                       progress=updates)
+
+
+def _fleet(run: RunView, plan: Plan) -> Decision:
+    fleet = run.progress.fleet
+    if fleet is None:
+        # every way in records the queue with the move: without one the journal was damaged,
+        # and only a human can tell which site runs what
+        return Transition(to=Phase.HALTED, progress={"exit_code": ExitCode.ROLLBACK_FAILED},
+                          outcome="fleet rollback without its record (damaged journal?): check every site")
+    if fleet.queue:
+        site = fleet.queue[0]
+        index = next(w.index for w in plan.waves if w.site == site)
+        return Effect(kind=EffectKind.FLEET_ROLLBACK, wave=index, site=site)
+    back = f"{', '.join(fleet.done)} back on the from-release" if fleet.done else "no site to take back"
+    failed = f"; ROLLBACK FAILED on {', '.join(fleet.failed)} (left drained)" if fleet.failed else ""
+    code = ExitCode.ROLLBACK_FAILED if fleet.failed else fleet.exit_code
+    return Transition(to=Phase.HALTED, progress={"exit_code": code, "halt_reason": fleet.reason},
+                      outcome=f"{fleet.reason}: {back}{failed}")
 
 
 def _finish(run: RunView) -> Finish:

@@ -24,11 +24,13 @@ from orchestrator.gate.runner import choose_baselines, run_gate
 from orchestrator.gate.sequential.budget import split
 from orchestrator.gate.sequential.floor import judge_floor
 from orchestrator.gate.verdict import Verdict
+from orchestrator.guard.observe import GuardObserver
 from orchestrator.metrics.provider import MetricsProvider
 from orchestrator.policy.rollout import RolloutPolicy
 from orchestrator.probe.runner import check_reachable, probe_site
 from orchestrator.release.bundle import bundle_digest, require_unchanged, require_verified
 from orchestrator.rollout.decide import EffectKind, Finish, OutcomeKind, RunView, Transition, Wait, decide, wave_start
+from orchestrator.rollout.guard_loop import FleetGuard
 from orchestrator.rollout.journal import Journal, Run
 from orchestrator.rollout.machine import Phase
 from orchestrator.rollout.plan import Plan, Wave, active_freeze
@@ -63,6 +65,7 @@ class Ports:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     health_calls: int = 20
+    guard_observer: GuardObserver | None = None  # None: no fleet guard (no metrics backend)
     _notes: list[str] = field(default_factory=list)
 
 
@@ -90,6 +93,7 @@ class Executor:
             EffectKind.LIVE_STEPS: self._live_steps,
             EffectKind.HEALTH: self._health,
             EffectKind.ROLLBACK: self._rollback,
+            EffectKind.FLEET_ROLLBACK: self._fleet_rollback,
         }
 
     # -- helpers ---------------------------------------------------------------------
@@ -130,16 +134,31 @@ class Executor:
 
     # -- the loop --------------------------------------------------------------------
     def drive(self) -> Outcome:
-        """Act on decisions until the run ends or must wait."""
+        """Act on decisions until the run ends or must wait; the fleet guard watches meanwhile."""
         self.j.take_lease(self.run_id)
+        guard = self._guard()
         try:
+            if guard is not None:
+                guard.start()
             for _ in range(self.max_actions):
                 outcome = self._handle(self._run())
                 if outcome is not None:
                     return outcome
             raise CallfleetError(f"rollout {self.run_id}: gave up after {self.max_actions} actions (a bug)")
         finally:
+            if guard is not None:
+                guard.stop()
             self.j.drop_lease(self.run_id)
+
+    def _guard(self) -> FleetGuard | None:
+        policy = self.policy.rollout.guard
+        if not policy.enabled or self.ports.guard_observer is None:
+            return None
+        return FleetGuard(journal=self.j, run_id=self.run_id, plan=self.plan, policy=policy,
+                          observer=self.ports.guard_observer, steering=self.ports.site_ops.steering,
+                          numbers=tuple(n.number for n in self.ports.estate.numbers), clock=self.ports.clock,
+                          lag_s=self.policy.gate.live_steps.metrics_lag_s, say=self._say,
+                          alert=lambda kind, site, detail: self._alert(kind, self._run(), detail, site=site))
 
     def _handle(self, run: Run) -> Outcome | None:
         view = RunView(id=run.id, phase=run.phase, wave=run.wave, progress=run.progress, outcome=run.outcome)
@@ -361,10 +380,49 @@ class Executor:
                  else f"{reason}; {wave.site} rolled back to {back_to}, traffic restored")
         self._alert("rolled_back", self._run(), f"{wave.site} rolled back to {back_to}")
 
-    def _alert(self, kind: str, run: Run, detail: str) -> None:
+    def _fleet_rollback(self, run: Run) -> None:
+        """The next site of the fleet rollback: drained, back on its from-release, traffic restored.
+
+        Idempotent like every effect: after a kill -9 the site at the head of the queue is done
+        again (draining a drained site and switching to the release it runs change nothing)."""
+        fleet = run.progress.fleet
+        if fleet is None or not fleet.queue:  # decide asks for this effect only with a queue
+            raise CallfleetError(f"rollout {self.run_id}: fleet rollback without a queue (a bug)")
+        site = fleet.queue[0]
+        back_to = next(w for w in self.plan.waves if w.site == site).from_releases[0]
+        ops = self.ports.site_ops
+        self._say(f"fleet rollback ({fleet.reason}): {site} back to {back_to}, "
+                  f"{len(fleet.queue) - 1} more after it")
+        try:
+            self._effect("fleet drain", site, lambda: ops.drain(site))
+            result = self._effect("fleet rollback", site, lambda: ops.switch(site, back_to))
+            ok, why = result.succeeded, failures_text(result)
+        except CallfleetError as exc:
+            ok, why = False, exc.message
+        if ok:
+            full = run.progress.original_weights.get(site, 100)
+
+            def restore() -> None:
+                ops.steering.set_weight(site, full)
+                ops.undrain(site)
+
+            self._effect("restore traffic", site, restore)
+            change = fleet.model_copy(update={"queue": fleet.queue[1:], "done": (*fleet.done, site)})
+        else:
+            # keep it drained: no live call may meet a site in an unknown state
+            change = fleet.model_copy(update={"queue": fleet.queue[1:], "failed": (*fleet.failed, site)})
+        self.j.update_progress(self.run_id, {"fleet": change})
+        if ok:
+            self._alert("rolled_back", self._run(), f"{site} rolled back to {back_to} ({fleet.reason})", site=site)
+        else:
+            self._alert("rollout_stuck", self._run(), f"fleet rollback of {site} failed: {why}; left drained",
+                        site=site)
+
+    def _alert(self, kind: str, run: Run, detail: str, *, site: str | None = None) -> None:
         if self.ports.alert is None:
             return
-        wave = self._wave(run.wave) if run.wave else None
+        wave = next((w for w in self.plan.waves if w.site == site), None) if site else \
+            (self._wave(run.wave) if run.wave else None)
         try:
             self.ports.alert(kind, {"run": self.run_id, "site": wave.site if wave else None,
                                     "from": wave.from_releases[0] if wave else None, "to": self.plan.target,

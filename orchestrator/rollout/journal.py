@@ -468,6 +468,42 @@ class Journal:
             estate_lock.release(estate=str(run.plan["estate"]), journal=self.url.key(), run=run_id)
         return run
 
+    def reopen(self, run_id: str, to: Phase, *, progress: dict[str, Any], data: dict[str, Any]) -> Run:
+        """Move a finished run back into motion (`rollout undo`): it takes the rollout lock (and
+        the estate's claim) again, so no other rollout runs beside it; RolloutLocked names the holder."""
+        run = self.run(run_id)
+        if run.phase not in TERMINAL:
+            raise InvalidInput(f"run {run_id} is {run.phase}, not finished")
+        check(run.phase, to)
+        estate = str(run.plan.get("estate") or "")
+        if estate:
+            other = estate_lock.claim(estate=estate, journal=self.url.key(), run=run_id,
+                                      still_running=_still_running)
+            if other is not None:
+                raise RolloutLocked(f"rollout {other.run} of estate {estate} (journal {other.journal}) is still "
+                                    "going: one rollout per estate")
+        try:
+            with self._tx() as db:
+                held = self._q(db, "SELECT run FROM locks WHERE name=:n", n=LOCK).mappings().first()
+                if held is not None and held["run"] != run_id:
+                    raise RolloutLocked(f"rollout {held['run']} holds the rollout lock of {self.where}",
+                                        hint=f"finish or abort it first (`callfleet rollout abort {held['run']}`)")
+                row = self._q(db, "SELECT phase, wave, progress FROM runs WHERE id=:r", r=run_id).mappings().one()
+                src = Phase(row["phase"])
+                check(src, to)  # read again inside the transaction: another undo may have won
+                if held is None:
+                    self._q(db, "INSERT INTO locks(name, run, since) VALUES (:n, :r, :s)", n=LOCK, r=run_id,
+                            s=time.time())
+                merged = _progress(row["progress"]).merged(progress)
+                self._q(db, "UPDATE runs SET phase=:ph, progress=:p, updated=:u WHERE id=:r", ph=to.value,
+                        p=merged.model_dump_json(), u=time.time(), r=run_id)
+                self._event(db, run_id, "transition", to, row["wave"], None, {"from": src.value, **data})
+        except BaseException:
+            if estate:
+                estate_lock.release(estate=estate, journal=self.url.key(), run=run_id)
+            raise
+        return self.run(run_id)
+
     def update_progress(self, run_id: str, progress: dict[str, Any]) -> None:
         """Set fields of the run's progress record (no phase change), validated."""
         self._change_progress(run_id, lambda _: progress)

@@ -26,12 +26,37 @@ class WaveProgress(BaseModel):
     bake_started: float | None = Field(default=None, description="when the bake began (clock seconds)")
 
 
+class FleetRollback(BaseModel):
+    """A fleet rollback under way: why, what is left, what is done."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    reason: str
+    queue: tuple[str, ...] = Field(description="sites still to take back, the next first")
+    done: tuple[str, ...] = ()
+    failed: tuple[str, ...] = Field(default=(), description="sites whose rollback failed (left drained)")
+    culprits: tuple[str, ...] = Field(default=(), description="sites the fleet guard named")
+    exit_code: ExitCode = ExitCode.FLEET_ROLLED_BACK
+
+
+class GuardFired(BaseModel):
+    """The fleet guard named culprits: the run turns to its fleet rollback."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    at: float = Field(description="when it fired (clock seconds)")
+    culprits: tuple[str, ...] = Field(min_length=1)
+    drained: tuple[str, ...] = Field(default=(), description="culprits it took out of traffic at once")
+    reasons: tuple[str, ...] = ()
+
+
 class RunProgress(BaseModel):
     """Everything a run records besides its phase and wave."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     approvals: dict[int, str] = Field(default_factory=dict, description="wave -> who approved it")
     abort_requested: str | None = Field(default=None, description="who asked for an abort")
+    undo_requested: str | None = Field(default=None, description="who asked for a fleet rollback")
+    fleet: FleetRollback | None = Field(default=None, description="the fleet rollback, once begun")
+    guard: GuardFired | None = Field(default=None, description="the fleet guard's verdict, once it fired")
     halt_reason: str | None = None
     exit_code: ExitCode | None = Field(default=None, description="the exit code of a halted run")
     original_weights: dict[str, int] = Field(default_factory=dict, description="site -> weight before the run")

@@ -124,6 +124,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "rollout resume": ("outcome",),
     "rollout advance": ("outcome",),
     "rollout abort": ("outcome",),
+    "rollout undo": ("outcome",),
     "rollout approve": ("approval",),
     "gate": ("gate-result",),
     "probe": ("probe-report",),

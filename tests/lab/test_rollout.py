@@ -183,6 +183,23 @@ def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing
     assert watch.samples > 100 and watch.worst == 1
     assert all(r == {"5.6.0-lab2"} for r in releases(lab).values())
     assert edge_all_full(lab)
+
+    # `rollout undo` of the completed run: every site back on its from-release, one at a
+    # time, the newest first, each drained and restored; the public still loses nothing
+    with EdgeWatch(lab) as watch:
+        undone = rollout("undo", run.id, "--yes", "--by", "test", "--store", env["store"], "--json", env=env, lab=lab)
+    assert undone.returncode == 11, undone.stderr[-3000:] + undone.stdout[-2000:]
+    doc = json.loads(undone.stdout)
+    validate("outcome", doc)
+    assert doc["kind"] == "halted" and "undone by test" in doc["message"]
+    fleet = j.run(run.id).progress.fleet
+    assert fleet is not None and fleet.queue == () and fleet.failed == ()
+    assert fleet.done == tuple(w["site"] for w in reversed(waves))
+    assert releases(lab) == {w["site"]: {w["from_releases"][0]} for w in waves}
+    assert edge_all_full(lab)
+    assert watch.worst == 1  # never more than one site out of traffic at a time
+    again = rollout("undo", run.id, "--yes", "--json", env=env, lab=lab)
+    assert again.returncode == 2 and "already rolled back" in again.stdout, again.stdout
     public = traffic.stop()
     assert public["attempted"] > 500 and public["failed"] == 0, public
 

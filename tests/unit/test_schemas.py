@@ -164,6 +164,7 @@ FAILURES: dict[str, list[str]] = {
     "rollout resume": ["--journal", "/nonexistent/j.sqlite", "-i", str(EXAMPLE)],
     "rollout advance": ["--journal", "/nonexistent/j.sqlite", "-i", str(EXAMPLE)],
     "rollout abort": ["r1", "--journal", "/nonexistent/j.sqlite", "-i", str(EXAMPLE)],
+    "rollout undo": ["r1", "--yes", "--journal", "/nonexistent/j.sqlite", "-i", str(EXAMPLE)],
     "rollout approve": ["r1", "--wave", "1", "--by", "ci", "--journal", "/nonexistent/j.sqlite", "-i", str(EXAMPLE)],
     "gate": ["--site", "nice", "-i", str(EXAMPLE)],
     "probe": ["--site", "nice", "-i", str(EXAMPLE)],

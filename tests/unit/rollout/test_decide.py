@@ -19,11 +19,14 @@ from orchestrator.rollout.decide import (
     Wait,
     WaitKind,
     decide,
+    fleet_rollback,
+    guarded_sites,
+    upgraded_sites,
     wave_start,
 )
 from orchestrator.rollout.machine import TERMINAL, IllegalTransition, Phase, check
 from orchestrator.rollout.plan import Plan, plan_digest
-from orchestrator.rollout.state import RunProgress, WaveProgress
+from orchestrator.rollout.state import FleetRollback, RunProgress, WaveProgress
 
 NOW = 1_000.0
 
@@ -110,6 +113,49 @@ ROWS: list[tuple[str, RunView, Plan, Decision]] = [
       for p in (Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECKING, Phase.GATING, Phase.STEPPING, Phase.BAKING)],
     ("abort during the rollback: the rollback goes on", _run(Phase.ROLLING_BACK, 1, _p(abort_requested="ann")),
      PLAN, Effect(kind=EffectKind.ROLLBACK, wave=1, site="site1")),
+    # a fleet rollback on demand (`rollout undo`): every upgraded site, the site in flight too
+    ("undo while wave 2 bakes: both sites, newest first",
+     _run(Phase.BAKING, 2, _p(done_waves=[1], undo_requested="ann")), PLAN,
+     Transition(to=Phase.FLEET_ROLLING_BACK,
+                progress={"fleet": FleetRollback(reason="undone by ann", queue=("site2", "site1"))})),
+    ("undo while wave 2 awaits its approval: only the canary was changed",
+     _run(Phase.AWAITING_APPROVAL, 2, _p(done_waves=[1], undo_requested="ann")), PLAN,
+     Transition(to=Phase.FLEET_ROLLING_BACK, progress={"fleet": FleetRollback(reason="undone by ann",
+                                                                             queue=("site1",))})),
+    ("undo during a site's rollback: the fleet rollback takes it over",
+     _run(Phase.ROLLING_BACK, 1, _p(undo_requested="ann")), PLAN,
+     Transition(to=Phase.FLEET_ROLLING_BACK, progress={"fleet": FleetRollback(reason="undone by ann",
+                                                                             queue=("site1",))})),
+    # the fleet guard named a culprit: the run turns to its fleet rollback, culprit first
+    ("guard fired while wave 2 steps", _run(Phase.STEPPING, 2, _p(done_waves=[1], guard={
+        "at": 5.0, "culprits": ["site1"], "drained": ["site1"]})), PLAN,
+     Transition(to=Phase.FLEET_ROLLING_BACK, progress={"fleet": FleetRollback(
+         reason="fleet guard: site1 failing", queue=("site1", "site2"), culprits=("site1",))})),
+    ("fleet rollback: the head of the queue",
+     _run(Phase.FLEET_ROLLING_BACK, 3, _p(fleet=FleetRollback(reason="r", queue=("site2", "site1")))), PLAN,
+     Effect(kind=EffectKind.FLEET_ROLLBACK, wave=2, site="site2")),
+    ("an abort does not stop a fleet rollback",
+     _run(Phase.FLEET_ROLLING_BACK, 3, _p(abort_requested="bob",
+                                          fleet=FleetRollback(reason="r", queue=("site1",)))), PLAN,
+     Effect(kind=EffectKind.FLEET_ROLLBACK, wave=1, site="site1")),
+    ("fleet rollback done: halted, exit 11",
+     _run(Phase.FLEET_ROLLING_BACK, 3, _p(fleet=FleetRollback(reason="undone by ann", queue=(),
+                                                              done=("site2", "site1")))), PLAN,
+     Transition(to=Phase.HALTED, progress={"exit_code": ExitCode.FLEET_ROLLED_BACK, "halt_reason": "undone by ann"},
+                outcome="undone by ann: site2, site1 back on the from-release")),
+    ("fleet rollback with a failed site: halted, exit 7",
+     _run(Phase.FLEET_ROLLING_BACK, 3, _p(fleet=FleetRollback(reason="r", queue=(), done=("site1",),
+                                                              failed=("site2",)))), PLAN,
+     Transition(to=Phase.HALTED, progress={"exit_code": ExitCode.ROLLBACK_FAILED, "halt_reason": "r"},
+                outcome="r: site1 back on the from-release; ROLLBACK FAILED on site2 (left drained)")),
+    ("fleet rollback with nothing to take back",
+     _run(Phase.FLEET_ROLLING_BACK, 0, _p(fleet=FleetRollback(reason="r", queue=()))), PLAN,
+     Transition(to=Phase.HALTED, progress={"exit_code": ExitCode.FLEET_ROLLED_BACK, "halt_reason": "r"},
+                outcome="r: no site to take back")),
+    ("fleet rollback without its record: a human must look",
+     _run(Phase.FLEET_ROLLING_BACK, 1), PLAN,
+     Transition(to=Phase.HALTED, progress={"exit_code": ExitCode.ROLLBACK_FAILED},
+                outcome="fleet rollback without its record (damaged journal?): check every site")),
     # the end
     ("completed", _run(Phase.COMPLETED, 3, outcome="3 site(s) on 5.6.0"), PLAN,
      Finish(kind=OutcomeKind.COMPLETED, exit_code=ExitCode.OK, message="3 site(s) on 5.6.0")),
@@ -156,6 +202,31 @@ def test_every_illegal_move_raises(src: Phase) -> None:
     for dst in set(Phase) - TRANSITIONS[src]:
         with pytest.raises(IllegalTransition):
             check(src, dst)
+
+
+def test_a_fleet_rollback_takes_culprits_first_then_the_newest() -> None:
+    run = _run(Phase.WAITING_FLEET_BAKE, 3, _p(done_waves=[1, 2]))
+    assert upgraded_sites(run, PLAN) == ("site1", "site2")
+    fleet = fleet_rollback(run, PLAN, reason="guard", culprits=("site1",))
+    assert fleet.queue == ("site1", "site2") and fleet.culprits == ("site1",)
+    assert fleet.exit_code == ExitCode.FLEET_ROLLED_BACK
+    # a culprit this run did not upgrade (skipped, already on the target) is not taken back
+    assert fleet_rollback(run, PLAN, reason="guard", culprits=("site9",)).queue == ("site2", "site1")
+
+
+@pytest.mark.parametrize(("phase", "wave", "done", "expected"), [
+    (Phase.PREFLIGHT, 0, [], ((), ("site1", "site2", "site3"))),
+    (Phase.GATING, 1, [], ((), ("site2", "site3"))),  # the canary is drained: its gate judges it
+    (Phase.STEPPING, 1, [], (("site1",), ("site2", "site3"))),
+    (Phase.AWAITING_APPROVAL, 2, [1], (("site1",), ("site2", "site3"))),
+    (Phase.SWITCHING, 2, [1], (("site1",), ("site3",))),
+    (Phase.WAVE_DONE, 2, [1], (("site1", "site2"), ("site3",))),
+    (Phase.WAITING_FLEET_BAKE, 3, [1, 2], (("site1", "site2"), ("site3",))),
+    (Phase.BAKING, 3, [1, 2], (("site1", "site2", "site3"), ())),
+])
+def test_the_guard_watches_sites_from_their_live_steps_against_the_untouched(
+        phase: Phase, wave: int, done: list[int], expected: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+    assert guarded_sites(_run(phase, wave, _p(done_waves=done)), PLAN) == expected
 
 
 def test_a_wave_starts_at_its_approval_then_its_fleet_bake() -> None:
