@@ -10,8 +10,9 @@ from orchestrator.lab.variants import (
     leaks_memory,
     make_release,
     random_503,
+    rejects_after,
     syntax_error,
 )
 
 __all__ = ["added_delay", "breaks_after_reconnect", "breaks_number", "counter_cap", "dies_at_start", "edit",
-           "leaks_memory", "make_release", "random_503", "syntax_error"]
+           "leaks_memory", "make_release", "random_503", "rejects_after", "syntax_error"]

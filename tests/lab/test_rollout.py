@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from orchestrator.alerting.store import AlertStore
+from orchestrator.policy.guard import GuardPolicy
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import TRANSITIONS, Phase
 from orchestrator.schemas import validate
@@ -29,7 +30,7 @@ from tests.conftest import REPO, cli
 from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
 from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
 from tests.lab.conftest import Lab, edge_list_text, restore_stock
-from tests.lab.releases import breaks_after_reconnect, make_release
+from tests.lab.releases import breaks_after_reconnect, make_release, rejects_after
 from tests.pg_server import PgServer
 
 # Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
@@ -202,6 +203,50 @@ def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing
     assert again.returncode == 2 and "already rolled back" in again.stdout, again.stdout
     public = traffic.stop()
     assert public["attempted"] > 500 and public["failed"] == 0, public
+
+
+# The canary's restart to the end of its wave takes about 40 s under FAST: a bug waking 60 s
+# after the restart has passed the canary's gate, live steps, bake and health probe.
+LATE_S = 60
+
+
+def test_a_bug_waking_after_the_canary_is_caught_by_the_fleet_guard_and_the_fleet_rolled_back(
+        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+    """The 2021 shape: the canary passes everything, then fails every call. The guard names it
+    within two rounds of its first failures, drains it, and the run takes every site it upgraded
+    back (the canary first); the reserve never runs the release; exit 11."""
+    before = releases(lab)
+    make_release(Path(env["store"]), "5.6.0-late-bug", rejects_after(LATE_S))
+    with EdgeWatch(lab) as watch:
+        proc = cli(*upgrade_args(lab, env, "5.6.0-late-bug"), timeout=900)
+    assert proc.returncode == 11, proc.stderr[-3000:] + proc.stdout[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["kind"] == "halted" and "fleet guard" in out["message"], out
+    j = Journal(Path(env["journal"]))
+    run = j.run(out["run"])
+    waves = run.plan["waves"]
+    canary, reserve = waves[0]["site"], waves[-1]["site"]
+    fired, fleet = run.progress.guard, run.progress.fleet
+    assert fired is not None and fired.culprits[0] == canary and canary in fired.drained, fired
+    assert fleet is not None and fleet.done[0] == canary and fleet.failed == () and fleet.queue == ()
+    touched = {e.site for e in j.events(run.id) if e.kind == "before" and e.site}
+    assert reserve not in touched  # the reserve never ran the release
+    assert set(fleet.done) == touched  # every site the run touched went back
+    (event,) = j.events(run.id, kind="guard")
+    culprit = next(c for c in event.data["culprits"] if c["site"] == canary)
+    rounds = event.data["round"] - culprit["since_round"] + 1
+    print(f"guard: {culprit['site']} named in round {event.data['round']}, its failures counted from round "
+          f"{culprit['since_round']} ({rounds} round(s)); {culprit['failed']}/{culprit['calls']} failed")
+    assert rounds <= 2
+    assert releases(lab) == before
+    assert edge_all_full(lab)
+    public = traffic.stop()
+    guard = GuardPolicy()
+    # the canary's share of the public (20 calls/s over six sites) for three rounds and the lag
+    bound = 20 / 6 * (3 * guard.interval_s + 2 * FAST["gate"]["live_steps"]["metrics_lag_s"]) + 5  # type: ignore[index]
+    print(f"public: {public['failed']} of {public['attempted']} calls failed (bound {bound:.0f})")
+    assert public["failed"] <= bound, public
+    assert watch.samples > 10
 
 
 def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_every_channel(
