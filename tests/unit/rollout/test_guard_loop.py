@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from orchestrator.guard.judge import LIVE, Tally
 from orchestrator.policy.guard import GuardPolicy
 from orchestrator.rollout.guard_loop import FleetGuard
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import Phase
-from orchestrator.rollout.plan import Plan, plan_digest
 from orchestrator.traffic.steering import SiteTraffic
+from tests.unit.rollout.plans import plan as make_plan
 
 SITES = ("site1", "site2", "site3")
-
-
-def _plan(estate: str) -> Plan:
-    waves = [{"index": i, "site": s, "role": "canary" if i == 1 else "wave", "from_releases": ["5.5.0"],
-              "to_release": "5.6.0", "traffic_steps": [{"weight": 100, "bake_s": 1.0}], "bake_s": 1.0,
-              "approval_required": False, "not_before_fleet_bake_s": 0.0} for i, s in enumerate(SITES, 1)]
-    body: dict[str, Any] = {"target": "5.6.0", "policy": "default", "estate": estate, "waves": waves,
-                            "skipped": [], "reserve": []}
-    return Plan.model_validate({**body, "digest": plan_digest(body)})
 
 
 class Eyes:
@@ -60,7 +50,7 @@ class Edge:
 
 
 def test_the_guard_drains_the_culprit_records_it_and_alerts(tmp_path: Path) -> None:
-    plan = _plan(f"guard-{tmp_path.name}")
+    plan = make_plan(f"guard-{tmp_path.name}", SITES)
     j = Journal(tmp_path / "journal.sqlite", create=True)
     run = j.create_run(plan=plan.model_dump(mode="json"), digest=plan.digest, target="5.6.0", inventory="i",
                        policy="p")

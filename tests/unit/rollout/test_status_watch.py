@@ -7,29 +7,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from orchestrator.errors import ExitCode
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import Phase
-from orchestrator.rollout.plan import plan_digest
 from tests.conftest import REPO, cli
-
-
-def _plan(estate: str) -> dict[str, Any]:
-    wave = {"index": 1, "site": "site1", "role": "canary", "from_releases": ["5.5.0"], "to_release": "5.6.0",
-            "traffic_steps": [{"weight": 100, "bake_s": 1.0}], "bake_s": 1.0, "approval_required": False,
-            "not_before_fleet_bake_s": 0.0}
-    body: dict[str, Any] = {"target": "5.6.0", "policy": "default", "estate": estate, "waves": [wave],
-                            "skipped": [], "reserve": []}
-    return {**body, "digest": plan_digest(body)}
+from tests.unit.rollout.plans import plan_doc
 
 
 def _journal(tmp_path: Path) -> tuple[Journal, str]:
     j = Journal(tmp_path / "journal.sqlite", create=True)
-    plan = _plan(f"watch-test-{tmp_path.name}")  # the estate claim is host-wide: a name of its own
+    plan = plan_doc(f"watch-test-{tmp_path.name}")  # the estate claim is host-wide: a name of its own
     run = j.create_run(plan=plan, digest=plan["digest"], target="5.6.0", inventory="inv.yml", policy="p.yml")
     return j, run.id
 

@@ -6,29 +6,19 @@ tests/lab/test_rollout.py undoes its completed six-site rollout."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from orchestrator.errors import ExitCode, InvalidInput
 from orchestrator.rollout.journal import Journal, RolloutLocked
 from orchestrator.rollout.machine import Phase
-from orchestrator.rollout.plan import plan_digest
 from orchestrator.rollout.state import FleetRollback
 from tests.conftest import cli
-
-
-def _plan(estate: str) -> dict[str, Any]:
-    wave = {"index": 1, "site": "site1", "role": "canary", "from_releases": ["5.5.0"], "to_release": "5.6.0",
-            "traffic_steps": [{"weight": 100, "bake_s": 1.0}], "bake_s": 1.0, "approval_required": False,
-            "not_before_fleet_bake_s": 0.0}
-    body: dict[str, Any] = {"target": "5.6.0", "policy": "default", "estate": estate, "waves": [wave],
-                            "skipped": [], "reserve": []}
-    return {**body, "digest": plan_digest(body)}
+from tests.unit.rollout.plans import plan_doc
 
 
 def _finished(j: Journal, estate: str, *, upgraded: bool) -> str:
-    plan = _plan(estate)
+    plan = plan_doc(estate)
     run = j.create_run(plan=plan, digest=plan["digest"], target="5.6.0", inventory="inv.yml", policy="p.yml")
     j.take_lease(run.id)
     if upgraded:
@@ -65,7 +55,7 @@ def test_a_finished_run_is_reopened_under_the_lock(tmp_path: Path) -> None:
 def test_a_finished_run_is_not_reopened_while_another_rollout_runs(tmp_path: Path) -> None:
     j = Journal(tmp_path / "journal.sqlite", create=True)
     done = _finished(j, f"undo-a-{tmp_path.name}", upgraded=True)
-    plan = _plan(f"undo-b-{tmp_path.name}")
+    plan = plan_doc(f"undo-b-{tmp_path.name}")
     running = j.create_run(plan=plan, digest=plan["digest"], target="5.6.0", inventory="i", policy="p")
     with pytest.raises(RolloutLocked, match=running.id):
         j.reopen(done, Phase.FLEET_ROLLING_BACK, progress={}, data={})
