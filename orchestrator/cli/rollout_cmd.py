@@ -42,6 +42,8 @@ from orchestrator.rollout.plan import Plan, build_plan
 from orchestrator.site.ops import SiteOps
 from orchestrator.traffic.steering import dispatcher_for
 
+StoreOpt = Annotated[Path | None, typer.Option(
+    help="Release store holding `callserver-<V>/` (default: $CALLFLEET_RELEASE_STORE, else the lab's bundles/).")]
 app = typer.Typer(help="Drive rollouts: status, history, resume after a crash, abort, approvals, "
                        "`undo` (every upgraded site back, one at a time), and `advance` for scheduled CI "
                        "jobs (one bounded step, exit 10 while waiting).",
@@ -374,7 +376,7 @@ def history(run_id: RunArg = None, journal: JournalOpt = None, inventory: Invent
 
 @app.command()
 @handle_errors
-def resume(run_id: RunArg = None, store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+def resume(run_id: RunArg = None, store: StoreOpt = None, journal: JournalOpt = None,
            inventory: InventoryOpt = None, json_out: JsonOpt = False, junit: Annotated[Path | None, typer.Option()]
            = None) -> None:
     """Continue a run after a crash (or a kill -9): the phase in flight is redone (every effect
@@ -387,7 +389,7 @@ def resume(run_id: RunArg = None, store: Annotated[Path | None, typer.Option()] 
 
 @app.command()
 @handle_errors
-def advance(run_id: RunArg = None, store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+def advance(run_id: RunArg = None, store: StoreOpt = None, journal: JournalOpt = None,
             inventory: InventoryOpt = None, json_out: JsonOpt = False,
             junit: Annotated[Path | None, typer.Option()] = None) -> None:
     """One bounded step for scheduled CI jobs: move on when the bake has elapsed and health is
@@ -425,7 +427,7 @@ def approve(run_id: Annotated[str, typer.Argument(help="Run id.")],
 @handle_errors
 def abort(run_id: Annotated[str, typer.Argument(help="Run id.")],
           by: Annotated[str | None, typer.Option(help="Who aborts (journal).")] = None,
-          store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+          store: StoreOpt = None, journal: JournalOpt = None,
           inventory: InventoryOpt = None, json_out: JsonOpt = False) -> None:
     """Stop a run: the site in flight (if any) is rolled back and its traffic restored."""
     from orchestrator.rollout.journal import actor
@@ -447,7 +449,7 @@ def abort(run_id: Annotated[str, typer.Argument(help="Run id.")],
 def undo(run_id: Annotated[str, typer.Argument(help="Run id.")],
          by: Annotated[str | None, typer.Option(help="Who asks for it (journal, alerts).")] = None,
          yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (pipelines).")] = False,
-         store: Annotated[Path | None, typer.Option()] = None, journal: JournalOpt = None,
+         store: StoreOpt = None, journal: JournalOpt = None,
          inventory: InventoryOpt = None, json_out: JsonOpt = False) -> None:
     """Fleet rollback on demand: every site this run upgraded goes back to its from-release, one
     at a time, the newest first, each drained before and its traffic restored after.
