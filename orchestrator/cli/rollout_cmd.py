@@ -102,8 +102,6 @@ def _ports(inventory: Path, target: str, store: Path | None, json_out: bool,
 
 
 def _now() -> str:
-    import time
-
     return time.strftime("%H:%M:%S")
 
 

@@ -26,19 +26,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from orchestrator.frozen import Frozen
 from orchestrator.gate.sequential.evidence import Side, one_sample, two_sample
 from orchestrator.policy.guard import GuardPolicy
 
 LIVE = "*"  # the scope of the edge's live counters (they carry no number label)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Tally(_Frozen):
+class Tally(Frozen):
     """A site's calls and failures on one scope (a number, or LIVE) in one guard round."""
 
     site: str
@@ -55,7 +52,7 @@ class Tally(_Frozen):
         return self
 
 
-class GuardFacts(_Frozen):
+class GuardFacts(Frozen):
     """What the guard knows at one round."""
 
     upgraded: tuple[str, ...] = Field(description="sites this run put on the new release, in upgrade order")
@@ -65,7 +62,7 @@ class GuardFacts(_Frozen):
     tallies: tuple[Tally, ...] = ()
 
 
-class Culprit(_Frozen):
+class Culprit(Frozen):
     """An upgraded site that fails more than the untouched sites, beyond doubt."""
 
     site: str
@@ -88,7 +85,7 @@ class Culprit(_Frozen):
                 f"against {against} (evidence {self.log_e:.1f} >= {self.boundary:.1f} nats)")
 
 
-class GuardVerdict(_Frozen):
+class GuardVerdict(Frozen):
     """The round's decision: culprits (strongest first), what to drain now, what to roll back."""
 
     culprits: tuple[Culprit, ...]

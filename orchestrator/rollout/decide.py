@@ -19,16 +19,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orchestrator.errors import ExitCode
+from orchestrator.frozen import Frozen
 from orchestrator.rollout.machine import SITE_IN_FLIGHT, TERMINAL, Phase, check
 from orchestrator.rollout.plan import Plan
 from orchestrator.rollout.state import FleetRollback, RunProgress
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class OutcomeKind(StrEnum):
@@ -63,7 +60,7 @@ class WaitKind(StrEnum):
     BAKE = "bake"
 
 
-class RunView(_Frozen):
+class RunView(Frozen):
     """The part of a journal run that decisions read."""
 
     id: str
@@ -73,7 +70,7 @@ class RunView(_Frozen):
     outcome: str | None = None
 
 
-class Finish(_Frozen):
+class Finish(Frozen):
     """The run has ended."""
 
     kind: OutcomeKind
@@ -81,7 +78,7 @@ class Finish(_Frozen):
     message: str
 
 
-class Transition(_Frozen):
+class Transition(Frozen):
     """Move the run; `progress` fields are written with the move, atomically."""
 
     to: Phase
@@ -91,7 +88,7 @@ class Transition(_Frozen):
     outcome: str | None = None
 
 
-class Wait(_Frozen):
+class Wait(Frozen):
     """Nothing to do for `seconds` (None: until a human acts)."""
 
     kind: WaitKind
@@ -99,7 +96,7 @@ class Wait(_Frozen):
     seconds: float | None
 
 
-class Effect(_Frozen):
+class Effect(Frozen):
     """One side effect on the wave's site."""
 
     kind: EffectKind

@@ -36,9 +36,6 @@ from orchestrator.rollout.machine import Phase
 from orchestrator.rollout.plan import Plan, Wave, active_freeze
 from orchestrator.site.ops import SiteOps, failures_text
 
-# Exit codes of upgrade/advance/resume (see README): completed 0, halted after a rollback 6,
-# halted on an inconclusive gate 8, halted before touching anything 4, waiting 10.
-
 
 class Outcome(BaseModel):
     """Where a drive of the run stopped."""
@@ -367,18 +364,23 @@ class Executor:
                                            "the site stays drained")
             self._alert("rollout_stuck", self._run(), f"rollback of {wave.site} failed")
             return
-        full = run.progress.original_weights.get(wave.site, 100)
-        def restore() -> None:
-            ops.steering.set_weight(wave.site, full)
-            ops.undrain(wave.site)
-
-        self._effect("restore traffic", wave.site, restore)
+        self._restore_traffic(run, wave.site)
         aborting = run.progress.abort_requested
         reason = run.progress.halt_reason or "rolled back"
         self._go(Phase.ABORTED if aborting else Phase.HALTED, site=wave.site,
                  outcome=f"aborted by {aborting}; {wave.site} back on {back_to}" if aborting
                  else f"{reason}; {wave.site} rolled back to {back_to}, traffic restored")
         self._alert("rolled_back", self._run(), f"{wave.site} rolled back to {back_to}")
+
+    def _restore_traffic(self, run: Run, site: str) -> None:
+        """The site's weight from before the run, and back in traffic."""
+        full = run.progress.original_weights.get(site, 100)
+
+        def restore() -> None:
+            self.ports.site_ops.steering.set_weight(site, full)
+            self.ports.site_ops.undrain(site)
+
+        self._effect("restore traffic", site, restore)
 
     def _fleet_rollback(self, run: Run) -> None:
         """The next site of the fleet rollback: drained, back on its from-release, traffic restored.
@@ -400,13 +402,7 @@ class Executor:
         except CallfleetError as exc:
             ok, why = False, exc.message
         if ok:
-            full = run.progress.original_weights.get(site, 100)
-
-            def restore() -> None:
-                ops.steering.set_weight(site, full)
-                ops.undrain(site)
-
-            self._effect("restore traffic", site, restore)
+            self._restore_traffic(run, site)
             change = fleet.model_copy(update={"queue": fleet.queue[1:], "done": (*fleet.done, site)})
         else:
             # keep it drained: no live call may meet a site in an unknown state

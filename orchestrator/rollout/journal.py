@@ -19,7 +19,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -289,12 +290,10 @@ class Journal:
             return current(self.store, conn, COMPONENT)
 
     # -- runs ----------------------------------------------------------------------
-    def create_run(self, *, plan: dict[str, Any], digest: str, target: str, inventory: str, policy: str) -> Run:
-        """A new run in PENDING, holding the rollout lock of this journal and the estate's claim
-        on this host; RolloutLocked names the holder."""
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        now = time.time()
-        estate = str(plan.get("estate") or "")
+    @contextmanager
+    def _estate_claim(self, estate: str, run_id: str) -> Iterator[None]:
+        """Hold the estate's claim on this host for `run_id` (RolloutLocked naming the other
+        run), given back if the body fails; a plan without an estate claims nothing."""
         if estate:
             other = estate_lock.claim(estate=estate, journal=self.url.key(), run=run_id,
                                       still_running=_still_running)
@@ -303,26 +302,33 @@ class Journal:
                                     "going: one rollout per estate",
                                     hint=f"finish or abort it with --journal {other.journal}")
         try:
-            with self._tx() as db:
-                held = self._q(db, "SELECT run FROM locks WHERE name=:n", n=LOCK).mappings().first()
-                if held is not None:
-                    other_run = self._q(db, "SELECT phase, target, actor FROM runs WHERE id=:r",
-                                        r=held["run"]).mappings().one()
-                    raise RolloutLocked(
-                        f"rollout {held['run']} (to {other_run['target']}, {other_run['phase']}, started by "
-                        f"{other_run['actor']}) holds the rollout "
-                        f"lock of {self.where}",
-                        hint=f"finish it (`callfleet rollout advance|resume {held['run']}`) or abort it")
-                self._q(db, "INSERT INTO locks(name, run, since) VALUES (:n, :r, :s)", n=LOCK, r=run_id, s=now)
-                self._q(db, "INSERT INTO runs(id, created, updated, actor, target, plan, digest, inventory, policy, "
-                        "phase) VALUES (:id, :c, :u, :a, :t, :p, :d, :i, :pol, :ph)",
-                        id=run_id, c=now, u=now, a=actor(), t=target, p=json.dumps(plan), d=digest, i=inventory,
-                        pol=policy, ph=Phase.PENDING.value)
-                self._event(db, run_id, "created", Phase.PENDING, 0, None, {"actor": actor(), "digest": digest})
+            yield
         except BaseException:
             if estate:
                 estate_lock.release(estate=estate, journal=self.url.key(), run=run_id)
             raise
+
+    def create_run(self, *, plan: dict[str, Any], digest: str, target: str, inventory: str, policy: str) -> Run:
+        """A new run in PENDING, holding the rollout lock of this journal and the estate's claim
+        on this host; RolloutLocked names the holder."""
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = time.time()
+        with self._estate_claim(str(plan.get("estate") or ""), run_id), self._tx() as db:
+            held = self._q(db, "SELECT run FROM locks WHERE name=:n", n=LOCK).mappings().first()
+            if held is not None:
+                other_run = self._q(db, "SELECT phase, target, actor FROM runs WHERE id=:r",
+                                    r=held["run"]).mappings().one()
+                raise RolloutLocked(
+                    f"rollout {held['run']} (to {other_run['target']}, {other_run['phase']}, started by "
+                    f"{other_run['actor']}) holds the rollout "
+                    f"lock of {self.where}",
+                    hint=f"finish it (`callfleet rollout advance|resume {held['run']}`) or abort it")
+            self._q(db, "INSERT INTO locks(name, run, since) VALUES (:n, :r, :s)", n=LOCK, r=run_id, s=now)
+            self._q(db, "INSERT INTO runs(id, created, updated, actor, target, plan, digest, inventory, policy, "
+                    "phase) VALUES (:id, :c, :u, :a, :t, :p, :d, :i, :pol, :ph)",
+                    id=run_id, c=now, u=now, a=actor(), t=target, p=json.dumps(plan), d=digest, i=inventory,
+                    pol=policy, ph=Phase.PENDING.value)
+            self._event(db, run_id, "created", Phase.PENDING, 0, None, {"actor": actor(), "digest": digest})
         return self.run(run_id)
 
     def run(self, run_id: str) -> Run:
@@ -475,33 +481,21 @@ class Journal:
         if run.phase not in TERMINAL:
             raise InvalidInput(f"run {run_id} is {run.phase}, not finished")
         check(run.phase, to)
-        estate = str(run.plan.get("estate") or "")
-        if estate:
-            other = estate_lock.claim(estate=estate, journal=self.url.key(), run=run_id,
-                                      still_running=_still_running)
-            if other is not None:
-                raise RolloutLocked(f"rollout {other.run} of estate {estate} (journal {other.journal}) is still "
-                                    "going: one rollout per estate")
-        try:
-            with self._tx() as db:
-                held = self._q(db, "SELECT run FROM locks WHERE name=:n", n=LOCK).mappings().first()
-                if held is not None and held["run"] != run_id:
-                    raise RolloutLocked(f"rollout {held['run']} holds the rollout lock of {self.where}",
-                                        hint=f"finish or abort it first (`callfleet rollout abort {held['run']}`)")
-                row = self._q(db, "SELECT phase, wave, progress FROM runs WHERE id=:r", r=run_id).mappings().one()
-                src = Phase(row["phase"])
-                check(src, to)  # read again inside the transaction: another undo may have won
-                if held is None:
-                    self._q(db, "INSERT INTO locks(name, run, since) VALUES (:n, :r, :s)", n=LOCK, r=run_id,
-                            s=time.time())
-                merged = _progress(row["progress"]).merged(progress)
-                self._q(db, "UPDATE runs SET phase=:ph, progress=:p, updated=:u WHERE id=:r", ph=to.value,
-                        p=merged.model_dump_json(), u=time.time(), r=run_id)
-                self._event(db, run_id, "transition", to, row["wave"], None, {"from": src.value, **data})
-        except BaseException:
-            if estate:
-                estate_lock.release(estate=estate, journal=self.url.key(), run=run_id)
-            raise
+        with self._estate_claim(str(run.plan.get("estate") or ""), run_id), self._tx() as db:
+            held = self._q(db, "SELECT run FROM locks WHERE name=:n", n=LOCK).mappings().first()
+            if held is not None and held["run"] != run_id:
+                raise RolloutLocked(f"rollout {held['run']} holds the rollout lock of {self.where}",
+                                    hint=f"finish or abort it first (`callfleet rollout abort {held['run']}`)")
+            row = self._q(db, "SELECT phase, wave, progress FROM runs WHERE id=:r", r=run_id).mappings().one()
+            src = Phase(row["phase"])
+            check(src, to)  # read again inside the transaction: another undo may have won
+            if held is None:
+                self._q(db, "INSERT INTO locks(name, run, since) VALUES (:n, :r, :s)", n=LOCK, r=run_id,
+                        s=time.time())
+            merged = _progress(row["progress"]).merged(progress)
+            self._q(db, "UPDATE runs SET phase=:ph, progress=:p, updated=:u WHERE id=:r", ph=to.value,
+                    p=merged.model_dump_json(), u=time.time(), r=run_id)
+            self._event(db, run_id, "transition", to, row["wave"], None, {"from": src.value, **data})
         return self.run(run_id)
 
     def update_progress(self, run_id: str, progress: dict[str, Any]) -> None:

@@ -10,26 +10,25 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from orchestrator.errors import ExitCode
+from orchestrator.frozen import Frozen
 
 # Journals written before this model kept per-wave facts as flat keys: "wave3_step".
 _LEGACY_WAVE_KEY = re.compile(r"^wave(\d+)_(step|bake_started)$")
 
 
-class WaveProgress(BaseModel):
+class WaveProgress(Frozen):
     """Where one wave stands inside its site's live steps and bake."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     step: int = Field(default=0, ge=0, description="the next live-traffic step to take")
     bake_started: float | None = Field(default=None, description="when the bake began (clock seconds)")
 
 
-class FleetRollback(BaseModel):
+class FleetRollback(Frozen):
     """A fleet rollback under way: why, what is left, what is done."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     reason: str
     queue: tuple[str, ...] = Field(description="sites still to take back, the next first")
     done: tuple[str, ...] = ()
@@ -38,20 +37,18 @@ class FleetRollback(BaseModel):
     exit_code: ExitCode = ExitCode.FLEET_ROLLED_BACK
 
 
-class GuardFired(BaseModel):
+class GuardFired(Frozen):
     """The fleet guard named culprits: the run turns to its fleet rollback."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     at: float = Field(description="when it fired (clock seconds)")
     culprits: tuple[str, ...] = Field(min_length=1)
     drained: tuple[str, ...] = Field(default=(), description="culprits it took out of traffic at once")
     reasons: tuple[str, ...] = ()
 
 
-class RunProgress(BaseModel):
+class RunProgress(Frozen):
     """Everything a run records besides its phase and wave."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     approvals: dict[int, str] = Field(default_factory=dict, description="wave -> who approved it")
     abort_requested: str | None = Field(default=None, description="who asked for an abort")
     undo_requested: str | None = Field(default=None, description="who asked for a fleet rollback")
