@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from orchestrator.alerting.store import AlertStore
+from orchestrator.errors import InvalidInput
 from orchestrator.policy.guard import GuardPolicy
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import TRANSITIONS, Phase
@@ -307,7 +308,7 @@ def _wait_phase(journal: Path | str, run_id: str | None, phases: set[Phase], *, 
     """Poll the journal until the run (or, with `run_id` None, the first run not in `known`:
     the one just spawned) reaches one of `phases`; returns the run id."""
     deadline = time.monotonic() + timeout
-    j = Journal(journal, read_only=True)
+    j = _journal_once_created(journal, deadline)
     while time.monotonic() < deadline:
         if run_id is None:
             new = [r for r in j.runs(limit=5) if r.id not in known]
@@ -320,6 +321,18 @@ def _wait_phase(journal: Path | str, run_id: str | None, phases: set[Phase], *, 
                 raise AssertionError(f"run ended in {run.phase} before reaching {phases}: {run.outcome}")
         time.sleep(0.02)
     raise AssertionError(f"never reached {phases}")
+
+
+def _journal_once_created(journal: Path | str, deadline: float) -> Journal:
+    """The journal, read-only, once the process just spawned has created it (a test run alone,
+    with `-k`, may be the first to write a SQLite journal)."""
+    while True:
+        try:
+            return Journal(journal, read_only=True)
+        except InvalidInput:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _known_runs(journal: Path | str) -> frozenset[str]:
