@@ -9,7 +9,8 @@ Exit codes (documented in README and `callfleet --help`):
   5  health check failed: calls failed or a gate said FAIL
   6  an upgrade failed after the switch and the site was rolled back (traffic restored)
   7  a rollback failed: the site is left drained and needs a human
-  8  a gate was INCONCLUSIVE (too little data, or the baseline is failing too)
+  8  a gate was INCONCLUSIVE (too little data, or the baseline is failing too) and no site
+     the run upgraded earlier explains it: the candidate rolled back, the run paused for a human
   9  another rollout holds the lock
  10  a rollout is waiting (bake, approval, freeze): `rollout advance` later
  11  the fleet was rolled back: every site a rollout upgraded is back on its from-release

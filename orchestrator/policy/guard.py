@@ -15,6 +15,9 @@ class GuardPolicy(BaseModel):
     probe_calls_per_number: int = Field(default=2, ge=0, le=1000,
                                         description="synthetic calls per number and site (0: live counters only)")
     probe_every_rounds: int = Field(default=3, ge=1, le=1000, description="probe in one round of this many")
+    attribute_rounds: int = Field(
+        default=3, ge=1, le=100,
+        description="rounds with probes run at once when a gate is inconclusive, to find an upgraded site to blame")
     false_trigger_budget: float = Field(
         default=0.001, gt=0, lt=0.5,
         description="chance that the guard fires on a good release in one run (all sites and numbers)")

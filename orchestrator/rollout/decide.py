@@ -46,6 +46,7 @@ class EffectKind(StrEnum):
     SWITCH = "switch"
     POSTCHECK = "postcheck"
     GATE = "gate"
+    ATTRIBUTE = "attribute"
     LIVE_STEPS = "live_steps"
     HEALTH = "health"
     ROLLBACK = "rollback"
@@ -193,6 +194,13 @@ def _decide(run: RunView, plan: Plan, now: float) -> Decision:
     if p == Phase.PENDING:
         return Transition(to=Phase.PREFLIGHT)
     site = plan.waves[run.wave - 1].site if run.wave else None
+    pending = progress.inconclusive
+    if pending is not None and (pending.wave, pending.phase) == (run.wave, p):
+        # an inconclusive gate blames the candidate only once no upgraded site explains it
+        if not pending.checked:
+            return Effect(kind=EffectKind.ATTRIBUTE, wave=run.wave, site=site)
+        return Transition(to=Phase.ROLLING_BACK, outcome=pending.reason,
+                          progress={"halt_reason": pending.reason, "exit_code": ExitCode.INCONCLUSIVE})
     if p in _EFFECTS:
         return Effect(kind=_EFFECTS[p], wave=run.wave, site=site)
     wave = plan.waves[run.wave - 1]

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.errors import CallfleetError, ExitCode
 from orchestrator.estate.model import Estate
 from orchestrator.gate.live import run_steps
-from orchestrator.gate.runner import choose_baselines, run_gate
 from orchestrator.gate.sequential.budget import split
 from orchestrator.gate.sequential.floor import judge_floor
 from orchestrator.gate.verdict import Verdict
@@ -29,11 +28,23 @@ from orchestrator.metrics.provider import MetricsProvider
 from orchestrator.policy.rollout import RolloutPolicy
 from orchestrator.probe.runner import check_reachable, probe_site
 from orchestrator.release.bundle import bundle_digest, require_unchanged, require_verified
-from orchestrator.rollout.decide import EffectKind, Finish, OutcomeKind, RunView, Transition, Wait, decide, wave_start
+from orchestrator.rollout.decide import (
+    EffectKind,
+    Finish,
+    OutcomeKind,
+    RunView,
+    Transition,
+    Wait,
+    decide,
+    guarded_sites,
+    wave_start,
+)
 from orchestrator.rollout.guard_loop import FleetGuard
 from orchestrator.rollout.journal import Journal, Run
 from orchestrator.rollout.machine import Phase
 from orchestrator.rollout.plan import Plan, Wave, active_freeze
+from orchestrator.rollout.state import Inconclusive
+from orchestrator.rollout.wave_gate import EstateWaveGate, WaveGate
 from orchestrator.site.ops import SiteOps, failures_text
 
 
@@ -63,6 +74,7 @@ class Ports:
     sleep: Callable[[float], None] = time.sleep
     health_calls: int = 20
     guard_observer: GuardObserver | None = None  # None: no fleet guard (no metrics backend)
+    gate: WaveGate | None = None  # None: the gate's stages against `estate`
     _notes: list[str] = field(default_factory=list)
 
 
@@ -80,6 +92,8 @@ class Executor:
         self.max_actions = max_actions
         run = journal.run(run_id)
         self.plan = Plan.model_validate(run.plan)
+        self.gate: WaveGate = ports.gate or EstateWaveGate(estate=ports.estate, policy=policy.gate)
+        self.guard: FleetGuard | None = None  # while a drive runs, with a guard policy and eyes
         self._effects: dict[EffectKind, Callable[[Run], Outcome | None]] = {
             EffectKind.PREFLIGHT: self._preflight,
             EffectKind.PREPARE: self._prepare,
@@ -87,6 +101,7 @@ class Executor:
             EffectKind.SWITCH: self._switch,
             EffectKind.POSTCHECK: self._postcheck,
             EffectKind.GATE: self._gate,
+            EffectKind.ATTRIBUTE: self._attribute,
             EffectKind.LIVE_STEPS: self._live_steps,
             EffectKind.HEALTH: self._health,
             EffectKind.ROLLBACK: self._rollback,
@@ -133,7 +148,7 @@ class Executor:
     def drive(self) -> Outcome:
         """Act on decisions until the run ends or must wait; the fleet guard watches meanwhile."""
         self.j.take_lease(self.run_id)
-        guard = self._guard()
+        self.guard = guard = self._guard()
         try:
             if guard is not None:
                 guard.start()
@@ -145,6 +160,7 @@ class Executor:
         finally:
             if guard is not None:
                 guard.stop()
+            self.guard = None
             self.j.drop_lease(self.run_id)
 
     def _guard(self) -> FleetGuard | None:
@@ -264,18 +280,11 @@ class Executor:
 
     def _gate(self, run: Run) -> None:
         wave = self._wave(run.wave)
-        done_sites = [w.site for w in self.plan.waves[: run.wave - 1]]
+        upgraded = [w.site for w in self.plan.waves[: run.wave - 1]]
         try:
-            count = self.policy.gate.canary.baseline_sites
-            others = len(self.ports.estate.sites) - 1 - len(done_sites)
-            # untouched sites first; the last waves (the reserve) compare with sites already
-            # proven on the new release, since no untouched site is left
-            baselines = choose_baselines(self.ports.estate, wave.site, count,
-                                         exclude=done_sites if others >= count else (),
-                                         prefer_release=wave.from_releases[0])
-            result = self._effect("gate", wave.site, lambda: run_gate(
-                estate=self.ports.estate, site=wave.site, policy=self.policy.gate, baselines=baselines,
-                releases=(wave.to_release,), on_stage=lambda s: self._say(
+            result = self._effect("gate", wave.site, lambda: self.gate.judge(
+                site=wave.site, upgraded=upgraded, from_release=wave.from_releases[0], to_release=wave.to_release,
+                on_stage=lambda s: self._say(
                     f"wave {run.wave} ({wave.site}): gate stage {s.stage}: {s.verdict} ({s.calls} calls)")))
         except CallfleetError as exc:
             self._halt(f"gate of {wave.site} could not run: {exc.message}",
@@ -285,11 +294,47 @@ class Executor:
         if result.verdict == Verdict.PASS:
             self._go(Phase.STEPPING, site=wave.site, progress=run.progress.wave_change(run.wave, step=0))
             return
-        code = 6 if result.verdict == Verdict.FAIL else 8
-        self._halt(f"gate {result.verdict} on {wave.site}: {'; '.join(result.reasons[:3])}", code=code,
-                   rollback=True, run=run, evidence={"gate": result.verdict.value})
-        self._alert("gate_failed" if result.verdict == Verdict.FAIL else "inconclusive_pause", self._run(),
-                    "; ".join(result.reasons[:5]))
+        reason = f"gate {result.verdict} on {wave.site}: {'; '.join(result.reasons[:3])}"
+        if result.verdict == Verdict.INCONCLUSIVE:
+            self._inconclusive(run, reason)
+            return
+        self._halt(reason, code=ExitCode.ROLLED_BACK, rollback=True, run=run, evidence={"gate": result.verdict.value})
+        self._alert("gate_failed", self._run(), "; ".join(result.reasons[:5]))
+
+    def _inconclusive(self, run: Run, reason: str) -> None:
+        """Record the verdict: `decide` asks for its attribution before anything is rolled back."""
+        pending = Inconclusive(wave=run.wave, phase=run.phase, reason=reason)
+        self.j.update_progress(self.run_id, {"inconclusive": pending})
+        self._say(f"wave {run.wave}: {reason}")
+
+    def _attribute(self, run: Run) -> None:
+        """Does a site this run upgraded earlier explain an inconclusive verdict? The fleet guard
+        probes and judges at once: a culprit is drained and the run turns to its fleet rollback
+        (`decide`); with none, the candidate is the suspect after all (rolled back, exit 8)."""
+        pending = run.progress.inconclusive
+        if pending is None:  # decide asks for this effect only with one
+            raise CallfleetError(f"rollout {self.run_id}: attribution without a verdict (a bug)")
+        wave = self._wave(run.wave)
+        if run.phase == Phase.STEPPING:
+            # the candidate takes live calls in its steps: out of traffic while the guard looks
+            self._effect("drain", wave.site, lambda: self.ports.site_ops.drain(wave.site))
+        view = RunView(id=run.id, phase=run.phase, wave=run.wave, progress=run.progress, outcome=run.outcome)
+        earlier = [s for s in guarded_sites(view, self.plan)[0] if s != wave.site]
+        guard = self.guard
+        if earlier and guard is not None:
+            self._say(f"wave {run.wave} ({wave.site}): inconclusive; does {', '.join(earlier)} explain it? "
+                      "the fleet guard looks")
+            if self._effect("attribute", wave.site, guard.attribute):
+                return  # the guard named a culprit: decide turns the run to the fleet rollback
+            why = f"the fleet guard found no fault on {', '.join(earlier)}, upgraded before it"
+        elif earlier:
+            why = f"no fleet guard to tell whether {', '.join(earlier)}, upgraded before it, explains it"
+        else:
+            why = "no site was upgraded before it"
+        reason = f"{pending.reason}; {why}"
+        self.j.update_progress(self.run_id, {"inconclusive": pending.model_copy(update={"checked": True,
+                                                                                        "reason": reason})})
+        self._alert("inconclusive_pause", self._run(), reason)
 
     def _live_steps(self, run: Run) -> None:
         wave = self._wave(run.wave)
@@ -318,10 +363,12 @@ class Executor:
                        run=run)
             return
         self.j.record(self.run_id, "gate", site=wave.site, data=result.model_dump(mode="json"))
+        reason = f"live steps {result.verdict} on {wave.site}: {'; '.join(result.reasons[:3])}"
+        if result.verdict == Verdict.INCONCLUSIVE:
+            self._inconclusive(run, reason)
+            return
         if result.verdict != Verdict.PASS:
-            self._halt(f"live steps {result.verdict} on {wave.site}: {'; '.join(result.reasons[:3])}",
-                       code=ExitCode.ROLLED_BACK if result.verdict == Verdict.FAIL else ExitCode.INCONCLUSIVE,
-                       rollback=True, run=run)
+            self._halt(reason, code=ExitCode.ROLLED_BACK, rollback=True, run=run)
             self._alert("gate_failed", self._run(), "; ".join(result.reasons))
             return
         self._go(Phase.BAKING, site=wave.site,

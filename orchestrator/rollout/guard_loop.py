@@ -9,6 +9,9 @@ its fleet rollback (`decide`), which takes every site the run upgraded back, cul
 
 It runs on a thread because the executor may be inside a long effect (the next wave's gate,
 a minute or more) when the fault wakes: the drain must not wait for it.
+
+`attribute` is the executor's question when a gate could not tell its candidate from the
+baseline: a few rounds at once, each with probes, to see whether an upgraded site explains it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class FleetGuard:
         self.rounds = 0
         self.last_end: float | None = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one round at a time: the thread's, or an attribution's
         self._thread = threading.Thread(target=self._loop, name=f"fleet-guard-{run_id}", daemon=True)
 
     def start(self) -> None:
@@ -60,13 +64,25 @@ class FleetGuard:
     def _loop(self) -> None:
         while not self._stop.wait(self.policy.interval_s):
             try:
-                if self.round():
+                with self._lock:
+                    fired = self.round()
+                if fired:
                     return
             except Exception as exc:  # the guard must never take the rollout down with it
                 self.say(f"fleet guard: round failed: {str(exc)[:200]}")
 
-    def round(self) -> bool:
-        """One round; True when the guard has fired (or the run no longer needs it)."""
+    def attribute(self) -> bool:
+        """Up to `attribute_rounds` rounds at once, each with probes: True when they name a culprit
+        (recorded, drained and alerted as any round's), False when no upgraded site explains it."""
+        with self._lock:
+            for _ in range(self.policy.attribute_rounds):
+                if self.round(probe=True):
+                    return self.j.run(self.run_id).progress.guard is not None
+        return False
+
+    def round(self, *, probe: bool = False) -> bool:
+        """One round (with probes when asked, or when their turn has come); True when the guard
+        has fired (or the run no longer needs it)."""
         run = self.j.run(self.run_id)
         if run.phase in TERMINAL or run.phase == Phase.FLEET_ROLLING_BACK or run.progress.guard is not None:
             return True
@@ -79,7 +95,7 @@ class FleetGuard:
         since = self.last_end if self.last_end is not None else until - self.policy.interval_s
         self.last_end = until
         self.rounds += 1
-        probe = (self.rounds - 1) % self.policy.probe_every_rounds == 0
+        probe = probe or (self.rounds - 1) % self.policy.probe_every_rounds == 0
         self.tallies.extend(self.observer.round(sites=(*upgraded, *untouched), number=self.rounds, since=since,
                                                 until=until, probe=probe))
         if self.rounds > MAX_ROUNDS:

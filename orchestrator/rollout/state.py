@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from orchestrator.errors import ExitCode
 from orchestrator.frozen import Frozen
+from orchestrator.rollout.machine import Phase
 
 # Journals written before this model kept per-wave facts as flat keys: "wave3_step".
 _LEGACY_WAVE_KEY = re.compile(r"^wave(\d+)_(step|bake_started)$")
@@ -46,6 +47,17 @@ class GuardFired(Frozen):
     reasons: tuple[str, ...] = ()
 
 
+class Inconclusive(Frozen):
+    """A gate or live step that could not tell the candidate from its baseline (the baseline
+    failing too, the estate slow): before the candidate is blamed, the fleet guard is asked
+    whether a site this run upgraded earlier explains it."""
+
+    wave: int = Field(ge=1)
+    phase: Phase = Field(description="the phase that was inconclusive: gating or stepping")
+    reason: str
+    checked: bool = Field(default=False, description="the guard was asked and named no upgraded site")
+
+
 class RunProgress(Frozen):
     """Everything a run records besides its phase and wave."""
 
@@ -54,6 +66,7 @@ class RunProgress(Frozen):
     undo_requested: str | None = Field(default=None, description="who asked for a fleet rollback")
     fleet: FleetRollback | None = Field(default=None, description="the fleet rollback, once begun")
     guard: GuardFired | None = Field(default=None, description="the fleet guard's verdict, once it fired")
+    inconclusive: Inconclusive | None = Field(default=None, description="an inconclusive verdict being attributed")
     halt_reason: str | None = None
     exit_code: ExitCode | None = Field(default=None, description="the exit code of a halted run")
     original_weights: dict[str, int] = Field(default_factory=dict, description="site -> weight before the run")

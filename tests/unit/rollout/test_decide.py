@@ -126,6 +126,33 @@ ROWS: list[tuple[str, RunView, Plan, Decision]] = [
      _run(Phase.ROLLING_BACK, 1, _p(undo_requested="ann")), PLAN,
      Transition(to=Phase.FLEET_ROLLING_BACK, progress={"fleet": FleetRollback(reason="undone by ann",
                                                                              queue=("site1",))})),
+    # an inconclusive gate or live step: the guard is asked whether an earlier site explains it
+    ("inconclusive gate of wave 2: attribute it first", _run(Phase.GATING, 2, _p(done_waves=[1], inconclusive={
+        "wave": 2, "phase": "gating", "reason": "gate INCONCLUSIVE on site2"})), PLAN,
+     Effect(kind=EffectKind.ATTRIBUTE, wave=2, site="site2")),
+    ("inconclusive live steps: attribute them first", _run(Phase.STEPPING, 2, _p(done_waves=[1], inconclusive={
+        "wave": 2, "phase": "stepping", "reason": "live steps INCONCLUSIVE on site2"})), PLAN,
+     Effect(kind=EffectKind.ATTRIBUTE, wave=2, site="site2")),
+    ("nothing explains it: the candidate rolls back, exit 8", _run(Phase.GATING, 2, _p(
+        done_waves=[1], inconclusive={"wave": 2, "phase": "gating", "reason": "gate INCONCLUSIVE; nobody",
+                                      "checked": True})), PLAN,
+     Transition(to=Phase.ROLLING_BACK, outcome="gate INCONCLUSIVE; nobody",
+                progress={"halt_reason": "gate INCONCLUSIVE; nobody", "exit_code": ExitCode.INCONCLUSIVE})),
+    ("a verdict of another phase is not this one's", _run(Phase.STEPPING, 2, _p(done_waves=[1], inconclusive={
+        "wave": 2, "phase": "gating", "reason": "old"})), PLAN,
+     Effect(kind=EffectKind.LIVE_STEPS, wave=2, site="site2")),
+    ("a verdict of another wave is not this one's", _run(Phase.GATING, 3, _p(done_waves=[1, 2], inconclusive={
+        "wave": 2, "phase": "gating", "reason": "old"})), PLAN,
+     Effect(kind=EffectKind.GATE, wave=3, site="site3")),
+    ("the guard named a culprit while attributing: the fleet rollback, the candidate too",
+     _run(Phase.GATING, 2, _p(done_waves=[1], guard={"at": 5.0, "culprits": ["site1"], "drained": ["site1"]},
+                              inconclusive={"wave": 2, "phase": "gating", "reason": "r"})), PLAN,
+     Transition(to=Phase.FLEET_ROLLING_BACK, progress={"fleet": FleetRollback(
+         reason="fleet guard: site1 failing", queue=("site1", "site2"), culprits=("site1",))})),
+    ("an abort while attributing rolls the candidate back",
+     _run(Phase.GATING, 2, _p(done_waves=[1], abort_requested="ann",
+                              inconclusive={"wave": 2, "phase": "gating", "reason": "r"})), PLAN,
+     Transition(to=Phase.ROLLING_BACK, progress={"halt_reason": "aborted by ann"})),
     # the fleet guard named a culprit: the run turns to its fleet rollback, culprit first
     ("guard fired while wave 2 steps", _run(Phase.STEPPING, 2, _p(done_waves=[1], guard={
         "at": 5.0, "culprits": ["site1"], "drained": ["site1"]})), PLAN,
