@@ -31,7 +31,7 @@ from tests.conftest import REPO, cli
 from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
 from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
 from tests.lab.conftest import Lab, edge_list_text, restore_stock
-from tests.lab.releases import breaks_after_reconnect, make_release, rejects_after
+from tests.lab.releases import breaks_after_reconnect, counter_cap, make_release, rejects_after
 from tests.pg_server import PgServer
 
 # Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
@@ -211,15 +211,40 @@ def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing
 LATE_S = 60
 
 
+def _gate_calls_per_host(lab: Lab) -> float:
+    """The calls the canary's own gate places on each of its hosts under FAST (synthetic, drill, soak)."""
+    gate, numbers = FAST["gate"], len(lab.estate.numbers)
+    hosts = len(lab.estate.sites[0].hosts)
+    per_site = (gate["synthetic"]["calls_per_number"] + gate["drill"]["calls_per_number"]) * numbers \
+        + 100 * gate["soak"]["duration_s"]  # the soak's default rate, 100 calls/s over all numbers
+    return per_site / hosts  # type: ignore[no-any-return]
+
+
+# A fault needing K calls on a host to appear (a counter with a cap, the Intrado kind): K above
+# all the canary's gate places on a host, and above what its live steps, bake and health probe
+# add (about 50 more); the public and the guard's probes (about 2 calls/s a host) take it there
+# a wave or two after the canary's.
+K_CALLS = 700
+
+
+@pytest.mark.parametrize("fault", ["wakes-after-60s", "needs-700-calls-a-host"])
 def test_a_bug_waking_after_the_canary_is_caught_by_the_fleet_guard_and_the_fleet_rolled_back(
-        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
-    """The 2021 shape: the canary passes everything, then fails every call. The guard names it
-    within two rounds of its first failures, drains it, and the run takes every site it upgraded
-    back (the canary first); the reserve never runs the release; exit 11."""
+        lab: Lab, env: dict[str, str], traffic: Caller, fault: str) -> None:
+    """The 2021 shape: the canary passes everything, then fails every call (after a time, or
+    after K calls a host). The guard names it within two rounds of its first failures, drains
+    it, and the run takes every site it upgraded back (the canary first); the reserve never
+    runs the release; exit 11."""
     before = releases(lab)
-    make_release(Path(env["store"]), "5.6.0-late-bug", rejects_after(LATE_S))
+    if fault == "needs-700-calls-a-host":
+        placed = _gate_calls_per_host(lab)
+        print(f"fault: every call fails from call {K_CALLS} on a host; the canary's gate places {placed:.0f} a host")
+        assert placed + 50 < K_CALLS
+        version, mutate = "5.6.0-counter-cap", counter_cap(K_CALLS)
+    else:
+        version, mutate = "5.6.0-late-bug", rejects_after(LATE_S)
+    make_release(Path(env["store"]), version, mutate)
     with EdgeWatch(lab) as watch:
-        proc = cli(*upgrade_args(lab, env, "5.6.0-late-bug"), timeout=900)
+        proc = cli(*upgrade_args(lab, env, version), timeout=900)
     assert proc.returncode == 11, proc.stderr[-3000:] + proc.stdout[-2000:]
     out = json.loads(proc.stdout)
     assert out["kind"] == "halted" and "fleet guard" in out["message"], out
@@ -233,11 +258,13 @@ def test_a_bug_waking_after_the_canary_is_caught_by_the_fleet_guard_and_the_flee
     touched = {e.site for e in j.events(run.id) if e.kind == "before" and e.site}
     assert reserve not in touched  # the reserve never ran the release
     assert set(fleet.done) == touched  # every site the run touched went back
+    assert len(touched) >= 2  # the canary's own waves passed: the fault woke after them
     (event,) = j.events(run.id, kind="guard")
     culprit = next(c for c in event.data["culprits"] if c["site"] == canary)
     rounds = event.data["round"] - culprit["since_round"] + 1
     print(f"guard: {culprit['site']} named in round {event.data['round']}, its failures counted from round "
-          f"{culprit['since_round']} ({rounds} round(s)); {culprit['failed']}/{culprit['calls']} failed")
+          f"{culprit['since_round']} ({rounds} round(s)); {culprit['failed']}/{culprit['calls']} failed; "
+          f"{len(touched)} site(s) upgraded by then")
     assert rounds <= 2
     assert releases(lab) == before
     assert edge_all_full(lab)
@@ -248,6 +275,37 @@ def test_a_bug_waking_after_the_canary_is_caught_by_the_fleet_guard_and_the_flee
     print(f"public: {public['failed']} of {public['attempted']} calls failed (bound {bound:.0f})")
     assert public["failed"] <= bound, public
     assert watch.samples > 10
+
+
+def test_kill_9_during_the_fleet_rollback_then_resume_ends_on_the_known_good_release(
+        lab: Lab, env: dict[str, str], traffic: Caller, spawn: Spawned) -> None:
+    """The guard fired and the fleet rollback is under way when its process is killed (-9);
+    `rollout resume` from another runner finishes it: every site back on its from-release,
+    every weight full, the journal intact, exit 11."""
+    journal = env["shared"]
+    before = releases(lab)
+    known = _known_runs(journal)
+    make_release(Path(env["store"]), "5.6.0-late-bug-2", rejects_after(LATE_S))
+    proc = spawn(upgrade_args(lab, {**env, "journal": journal}, "5.6.0-late-bug-2"), holder="runner-a")
+    run_id = _wait_phase(journal, None, {Phase.FLEET_ROLLING_BACK}, known=known)
+    time.sleep(1.0)  # inside the drain or the switch back of the first site
+    _kill9(proc)
+    mid = Journal(journal, read_only=True).run(run_id)
+    assert mid.phase == Phase.FLEET_ROLLING_BACK and mid.progress.fleet is not None
+    print(f"killed with {len(mid.progress.fleet.queue)} site(s) still to take back, {mid.progress.fleet.done} done")
+    _until_lease_expires(journal, run_id)
+    resumed = rollout("resume", run_id, "--store", env["store"], "--json", env=env, lab=lab, journal=journal,
+                      holder="runner-b")
+    assert resumed.returncode == 11, resumed.stderr[-3000:] + resumed.stdout[-2000:]
+    j = Journal(journal, read_only=True)
+    run = j.run(run_id)
+    fleet = run.progress.fleet
+    assert run.phase == Phase.HALTED and fleet is not None and fleet.queue == () and fleet.failed == ()
+    touched = {e.site for e in j.events(run_id) if e.kind == "before" and e.site}
+    assert set(fleet.done) == touched
+    assert j.integrity_ok()
+    assert releases(lab) == before
+    assert edge_all_full(lab)
 
 
 def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_every_channel(
