@@ -81,7 +81,8 @@ class WatchPolicy(BaseModel):
     auto_drain: bool = Field(default=True, description="drain a failing site")
     auto_failover: bool = Field(default=True, description="when every site of one release fails and sites of "
                                 "another release are healthy, drain the failing release's sites")
-    max_drained: int = Field(default=2, ge=0, le=1000, description="most sites drained at once, whoever drained them")
+    max_drained: int = Field(default=2, ge=0, le=1000, description="most sites drained at once, whoever drained them "
+                           "(a release failover takes the whole failing release out regardless)")
     min_active_sites: int = Field(default=1, ge=1, le=1000, description="sites that always stay active")
     release_refresh_s: float = Field(default=300.0, ge=0, le=24 * 3600, allow_inf_nan=False,
                                      description="how often each host's release is read over SSH (0: the inventory's)")

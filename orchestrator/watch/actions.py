@@ -3,7 +3,10 @@ sites of another, undrain what the watch drained once it is healthy. Pure: no I/
 
 Safety rules, applied to every drain, in this order:
 - a site drained by someone else (a rollout, an operator) is left alone, and so is its drain;
-- never more than `max_drained` sites drained at once, whoever drained them;
+- never more than `max_drained` sites drained at once, whoever drained them; except by a release
+  failover: every call a site of a wholly failing release takes fails, and the sites of the
+  healthy release are the only place calls succeed (the version-diversity reserve exists for
+  this), so the whole failing release leaves, down to the two rules below;
 - never fewer than `min_active_sites` active sites;
 - never drain when no healthy site would stay active: moving calls from a failing site to
   other failing sites (all six on one faulty release, as in 2021) helps nobody.
@@ -60,7 +63,7 @@ def plan_actions(state: WatchState, *, assessments: Sequence[SiteAssessment], dr
         failover = site in failover_sites and policy.auto_failover
         if not (policy.auto_drain or failover):
             holds.append(Hold(site=site, incident=incident.id, reason="auto_drain is off in the policy"))
-        elif len(now_drained) + 1 > policy.max_drained:
+        elif not failover and len(now_drained) + 1 > policy.max_drained:
             holds.append(Hold(site=site, incident=incident.id,
                               reason=f"max_drained reached ({len(now_drained)} of {policy.max_drained} drained)"))
         elif len(active) - 1 < policy.min_active_sites:
