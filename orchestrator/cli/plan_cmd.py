@@ -9,8 +9,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator.cli.common import InventoryOpt, JsonOpt, LimitOpt, console, emit_json, handle_errors
+from orchestrator.cli.common import (
+    InventoryOpt,
+    JsonOpt,
+    LimitOpt,
+    console,
+    default_inventory,
+    emit_json,
+    handle_errors,
+)
 from orchestrator.cli.estate_cmd import load
+from orchestrator.cli.rollout_cmd import JournalOpt, journal_path, live_age
 from orchestrator.errors import RemoteError
 from orchestrator.estate.limit import parse_limit
 from orchestrator.policy.load import load_policy
@@ -28,7 +37,7 @@ def duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def print_plan(plan: Plan, policy: RolloutPolicy, *, now: datetime) -> None:
+def print_plan(plan: Plan, policy: RolloutPolicy, *, now: datetime, live_s: float = 0.0) -> None:
     """The plan as a table: one row per wave, then the skipped sites, the reserve, the digest."""
     table = Table(title=f"plan: estate {plan.estate} -> {plan.target} (policy {plan.policy})")
     for col in ("wave", "site", "role", "from -> to", "traffic steps (weight % / bake)", "bake",
@@ -51,6 +60,10 @@ def print_plan(plan: Plan, policy: RolloutPolicy, *, now: datetime) -> None:
         console.print(f"already on {plan.target} (skipped): {', '.join(plan.skipped)}")
     if plan.limit is not None:
         console.print(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}")
+    if plan.standing:
+        days = policy.rollout.reserve.standing_days
+        console.print(f"standing reserve: {', '.join(plan.standing)} keep(s) their release until {plan.target} has "
+                      f"been live {days:g} days on this estate ({live_s / 86400:.1f} so far, by the journal)")
     held = "the sites left as they are" if plan.unlimited else "none"
     console.print(f"version-diversity reserve: {', '.join(plan.reserve) or held}")
     freeze = active_freeze(policy, now)
@@ -69,6 +82,7 @@ def plan(
     policy: Annotated[Path | None, typer.Option(help="Rollout policy YAML (default: policies/default.yml).")] = None,
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
+    journal: JournalOpt = None,
     json_out: JsonOpt = False,
     observed: Annotated[bool, typer.Option(
         "--observed/--declared",
@@ -98,10 +112,13 @@ def plan(
         except RemoteError as exc:
             raise RemoteError(exc.message, hint="`callfleet plan --declared` plans from the inventory alone; "
                               "`upgrade` will still need every host") from None
-    result = build_plan(estate=estate, policy=pol, target=to, limit=sites)
+    live_s = 0.0
+    if pol.rollout.reserve.standing_days > 0:
+        live_s = live_age(pol, journal_path(inventory or default_inventory(), journal), estate.name, to)
+    result = build_plan(estate=estate, policy=pol, target=to, limit=sites, target_live_s=live_s)
     if json_out:
         emit_json(result)
     else:
-        print_plan(result, pol, now=datetime.now(UTC))
+        print_plan(result, pol, now=datetime.now(UTC), live_s=live_s)
     if detailed_exitcode and result.waves:
         raise typer.Exit(DETAILED_CHANGES)

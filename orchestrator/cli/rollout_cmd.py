@@ -36,7 +36,7 @@ from orchestrator.policy.rollout import RolloutPolicy
 from orchestrator.release.store import default_store, find_bundle
 from orchestrator.rollout.executor import Executor, Outcome, Ports
 from orchestrator.rollout.facts import observe
-from orchestrator.rollout.journal import Journal, Run, resolve_run
+from orchestrator.rollout.journal import Journal, Run, live_age_s, resolve_run
 from orchestrator.rollout.machine import TERMINAL
 from orchestrator.rollout.plan import Plan, build_plan
 from orchestrator.site.ops import SiteOps
@@ -101,6 +101,14 @@ def _ports(inventory: Path, target: str, store: Path | None, json_out: bool,
                  metrics=provider_for(estate) if estate.metrics_url else None, progress=say)
 
 
+def live_age(policy: RolloutPolicy, journal: str, estate: str, target: str) -> float:
+    """How long `target` has been live on `estate` (the standing reserve's clock); read from the
+    journal only when the policy keeps a standing reserve."""
+    if policy.rollout.reserve.standing_days <= 0:
+        return 0.0
+    return live_age_s(journal, estate=estate, target=target, now=time.time())
+
+
 def _now() -> str:
     return time.strftime("%H:%M:%S")
 
@@ -118,6 +126,9 @@ def print_plan(plan: Plan) -> None:
     console.print(table)
     if plan.skipped:
         console.print(f"already on {plan.target}: {', '.join(plan.skipped)}")
+    if plan.standing:
+        console.print(f"standing reserve (keeps its release until {plan.target} has been live long enough): "
+                      f"{', '.join(plan.standing)}")
     if plan.limit is not None:
         console.print(f"--limit {','.join(plan.limit)}: left as they are: {', '.join(plan.unlimited) or 'none'}")
     console.print(f"version-diversity reserve: {', '.join(plan.reserve) or 'none'}; digest {plan.digest[:16]}")
@@ -222,7 +233,8 @@ def upgrade(
     declared = load_inventory(inv)
     sites = parse_limit(declared, limit)  # before any host is contacted
     estate = observe(declared)
-    plan = build_plan(estate=estate, policy=pol, target=to, limit=sites)
+    plan = build_plan(estate=estate, policy=pol, target=to, limit=sites,
+                      target_live_s=live_age(pol, journal_path(inv, journal), estate.name, to))
     find_bundle(store or default_store(), to)
     if expect_digest and not plan.digest.startswith(expect_digest):
         raise InvalidInput(f"--expect-digest: the plan now has digest {plan.digest[:16]}, not {expect_digest}; "

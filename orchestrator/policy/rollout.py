@@ -183,9 +183,15 @@ class ReserveSection(_Strict):
     sites: int = Field(default=1, le=1000, description="K; 0 only when at most one site changes")
     fleet_bake_s: Seconds = 30.0
     site_names: tuple[str, ...] = Field(default=(), description="explicit reserve (default: the last K of the order)")
+    standing_days: float = Field(
+        default=0.0, ge=0, le=3650, allow_inf_nan=False,
+        description="a standing reserve: the K sites keep their release until the target has taken live calls on "
+                    "this estate for this many days (0: they change after the fleet bake)")
 
     @model_validator(mode="after")
     def _names(self) -> ReserveSection:
+        if self.standing_days > 0 and self.sites < 1:
+            raise ValueError("standing_days needs a reserve: sites is 0")
         if len(set(self.site_names)) != len(self.site_names):
             raise ValueError("site_names lists a site twice")
         if self.site_names and len(self.site_names) != self.sites:

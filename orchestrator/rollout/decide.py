@@ -161,12 +161,14 @@ def guarded_sites(run: RunView, plan: Plan) -> tuple[tuple[str, ...], tuple[str,
     """(sites on the new release taking live calls, in upgrade order; sites not yet touched).
 
     The wave in flight before its live steps is in neither: drained, and not yet judged by
-    anything but its gate. Sites the plan skips (already on the target) are not compared."""
+    anything but its gate. Sites the plan skips (already on the target) are not compared; the
+    standing reserve is (untouched to the end)."""
     done = [plan.waves[w - 1].site for w in run.progress.done_waves]
     current = plan.waves[run.wave - 1].site if run.wave else None
     if current and run.phase in _LIVE_ON_NEW and current not in done:
         done.append(current)
-    later = [w.site for w in plan.waves if w.index > run.wave or (run.wave == 0)]
+    # the standing reserve is never touched by this run: it is a baseline to the end
+    later = [*(w.site for w in plan.waves if w.index > run.wave or (run.wave == 0)), *plan.standing]
     if current and run.phase in (Phase.AWAITING_APPROVAL, Phase.WAITING_FLEET_BAKE, Phase.PREPARING):
         later.insert(0, current)
     return tuple(done), tuple(s for s in later if s not in done)

@@ -523,12 +523,33 @@ class Journal:
         return [Event(seq=r["seq"], run=r["run"], ts=r["ts"], kind=r["kind"], phase=r["phase"], wave=r["wave"],
                       site=r["site"], data=json.loads(r["data"])) for r in rows]
 
+    def live_since(self, *, estate: str, target: str) -> float | None:
+        """When `target` first took live calls on `estate` in a run that completed (and was not
+        undone since): the first live step of the oldest such run. None: never."""
+        sql = ("SELECT r.plan AS plan, MIN(e.ts) AS first FROM runs r JOIN events e ON e.run = r.id "
+               "WHERE r.target = :t AND r.phase = :ph AND e.kind = 'traffic-step' GROUP BY r.id, r.plan")
+        with self.store.read() as db:
+            rows = self._q(db, sql, t=target, ph=Phase.COMPLETED.value).mappings().all()
+        firsts = [float(r["first"]) for r in rows if json.loads(r["plan"]).get("estate") == estate]
+        return min(firsts, default=None)
+
     def integrity_ok(self) -> bool:
         """SQLite's own integrity check (PostgreSQL keeps its own: reachable is intact)."""
         with self.store.read() as db:
             if self.url.backend is not store_url.Backend.SQLITE:
                 return bool(db.exec_driver_sql("SELECT 1").scalar_one() == 1)
             return bool(db.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok")
+
+
+def live_age_s(location: str, *, estate: str, target: str, now: float) -> float:
+    """Seconds `target` has taken live calls on `estate` by the journal at `location`
+    (`Journal.live_since`); 0 when never, or when the journal does not exist yet."""
+    try:
+        journal = Journal(location, read_only=True)
+    except InvalidInput:
+        return 0.0  # no journal yet: nothing has ever gone live through it
+    since = journal.live_since(estate=estate, target=target)
+    return 0.0 if since is None else max(0.0, now - since)
 
 
 class _LockedTx:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.errors import InvalidInput
 from orchestrator.estate.model import Estate, Site
@@ -26,8 +26,9 @@ _RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 RULES: dict[str, str] = {
     "one-site-at-a-time": "a wave changes exactly one site: rollout.sites_per_wave must be 1 (a hard limit)",
     "canary-first": "wave 1 is the canary, a site of the estate not yet on the target; it cannot be skipped",
-    "known-good-reserve": "K >= 1 sites keep their known-good release until the new one has baked fleet-wide, "
-                          "and at least one site changes before them",
+    "known-good-reserve": "K >= 1 sites keep their known-good release until the new one has baked fleet-wide "
+                          "(with reserve.standing_days: until it has been live that many days), and at least one "
+                          "site changes before them",
     "order-covers-every-site": "rollout.order, when given, lists every site of the estate exactly once",
     "approval-wave-exists": "rollout.approvals names waves of the plan (1 to the number of waves)",
     "site-inconsistent": "every host of a site runs the same release; a human settles a mixed site first",
@@ -82,6 +83,8 @@ class Plan(_Frozen):
     waves: tuple[Wave, ...]
     skipped: tuple[str, ...]
     reserve: tuple[str, ...]
+    standing: tuple[str, ...] = Field(default=(), description="the standing reserve: sites this plan leaves on "
+                                      "their release until the target has been live reserve.standing_days")
     limit: tuple[str, ...] | None = None
     unlimited: tuple[str, ...] = ()
     digest: str
@@ -101,7 +104,9 @@ class Plan(_Frozen):
             raise ValueError("the reserve waves are the last waves and match `reserve`")
         if self.limit is None and self.unlimited:
             raise ValueError("only a plan narrowed by a limit leaves sites out")
-        planned = set(sites) | set(self.skipped)
+        if set(self.standing) & (set(sites) | set(self.skipped) | set(self.unlimited)):
+            raise ValueError("a standing reserve site is also changed, skipped or outside the limit")
+        planned = set(sites) | set(self.skipped) | set(self.standing)
         if set(self.unlimited) & planned or (self.limit is not None and not planned <= set(self.limit)):
             raise ValueError("a site outside the limit is in the plan")
         expected = plan_digest(digest_body(self))
@@ -113,7 +118,8 @@ class Plan(_Frozen):
 def digest_body(plan: Plan) -> dict[str, Any]:
     """The fields a digest covers: all but the digest; a whole-estate plan's without `limit` and
     `unlimited`, so its digest is the one it had before plans could be limited."""
-    exclude = {"digest"} | ({"limit", "unlimited"} if plan.limit is None else set())
+    exclude = {"digest"} | ({"limit", "unlimited"} if plan.limit is None else set()) | \
+        ({"standing"} if not plan.standing else set())
     return plan.model_dump(mode="json", exclude=exclude)
 
 
@@ -124,7 +130,11 @@ def plan_digest(plan_without_digest: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str, limit: Sequence[str] | None = None) -> Plan:
+DAY_S = 86_400.0
+
+
+def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str, limit: Sequence[str] | None = None,
+               target_live_s: float = 0.0) -> Plan:
     """The ordered plan taking every site of `estate` not yet wholly on `target` to `target`:
     the canary first, one site per wave, the reserve last (each reserve wave waiting for the new
     release to have run fleet-wide for `reserve.fleet_bake_s`). Sites already on the target are
@@ -134,7 +144,13 @@ def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str, limit: Seq
     (`unlimited`). The canary is rollout.canary when inside the limit, else the first limited site
     of the order; a rollout.canary outside the limit that does not run `target` yet is refused
     (the release has not been through its canary). Sites outside the limit still on their
-    release count towards the reserve's K; only the rest is taken from the limited sites."""
+    release count towards the reserve's K; only the rest is taken from the limited sites.
+
+    With `reserve.standing_days` the reserve is a standing one: while the target has taken live
+    calls on this estate for less than that (`target_live_s`, from the journal), its K sites are
+    left out of the plan (`standing`), so a latent bug waking weeks later still has a release to
+    fail over to; once it has, they are planned as ordinary waves, the first of them this plan's
+    canary (the release went through its canary when it first went out)."""
     ro = policy.rollout
     _check_request(estate=estate, rollout=ro, target=target)
     order = _order(estate=estate, rollout=ro)
@@ -142,14 +158,25 @@ def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str, limit: Seq
     unlimited = tuple(s for s in order if s not in scope)
     skipped = tuple(s for s in scope if estate.site(s).releases == {target})
     to_change = [s for s in scope if s not in skipped]
+    held = tuple(s for s in unlimited if estate.site(s).releases != {target})
+    young = ro.reserve.standing_days > 0 and target_live_s < ro.reserve.standing_days * DAY_S
+    proven = ro.reserve.standing_days > 0 and not young
+    standing: tuple[str, ...] = ()
+    if young:
+        first = _canary(estate=estate, rollout=ro, target=target, scope=scope, to_change=to_change)
+        standing = _reserve(estate=estate, rollout=ro, target=target, canary=first, to_change=to_change, held=held,
+                            standing=True)
+        to_change = [s for s in to_change if s not in standing]
     canary = _canary(estate=estate, rollout=ro, target=target, scope=scope, to_change=to_change)
+    if proven and to_change and canary in skipped:
+        canary = to_change[0]  # proven live for standing_days: the first site left is this plan's canary
     if to_change and canary in skipped:
         raise PlanRefused("canary-first", f"the canary {canary} already runs {target} while "
                           f"{', '.join(to_change)} do not: a new canary would be skipped",
                           hint="resume the run that upgraded it (`callfleet rollout resume`), or set "
                                "rollout.canary to a site not yet on the target")
-    held = tuple(s for s in unlimited if estate.site(s).releases != {target})
-    reserve = _reserve(estate=estate, rollout=ro, target=target, canary=canary, to_change=to_change, held=held)
+    reserve = () if young else _reserve(estate=estate, rollout=ro, target=target, canary=canary,
+                                        to_change=to_change, held=held, proven=proven)
     sequence = ([canary] if to_change else []) + \
         [s for s in to_change if s != canary and s not in reserve] + list(reserve)
     for wave in ro.approvals:
@@ -165,7 +192,8 @@ def build_plan(*, estate: Estate, policy: RolloutPolicy, target: str, limit: Seq
         for i, name in enumerate(sequence, start=1)
     )
     draft = Plan.model_construct(target=target, policy=policy.name, estate=estate.name, waves=waves,
-                                 skipped=skipped, reserve=reserve, limit=None if limit is None else scope,
+                                 skipped=skipped, reserve=reserve, standing=standing,
+                                 limit=None if limit is None else scope,
                                  unlimited=unlimited, digest="")
     return Plan.model_validate({**draft.model_dump(mode="json"), "digest": plan_digest(digest_body(draft))})
 
@@ -254,9 +282,14 @@ def _order(*, estate: Estate, rollout: RolloutSection) -> list[str]:
 
 
 def _reserve(*, estate: Estate, rollout: RolloutSection, target: str, canary: str,
-             to_change: list[str], held: tuple[str, ...] = ()) -> tuple[str, ...]:
+             to_change: list[str], held: tuple[str, ...] = (), standing: bool = False,
+             proven: bool = False) -> tuple[str, ...]:
     """The reserve sites, in rollout order: explicit, else the last K sites to change (never the canary).
-    `held` are sites outside a limit that keep their release: they count towards K."""
+    `held` are sites outside a limit that keep their release: they count towards K.
+
+    `standing`: the standing reserve of a young release (it may be every site left to change:
+    then nothing changes until the release is old enough). `proven`: the release has been live
+    for standing_days, so a reserve as large as what is left to change is no reserve at all."""
     res = rollout.reserve
     names = [s.name for s in estate.sites]
     for name in res.site_names:
@@ -274,6 +307,8 @@ def _reserve(*, estate: Estate, rollout: RolloutSection, target: str, canary: st
     # The reserve sites this plan must hold back itself: K less those a limit leaves untouched.
     inside = [s for s in to_change if s in res.site_names] if res.site_names else []
     need = len(inside) if res.site_names else max(0, res.sites - len(held))
+    if need >= len(to_change) and (standing or proven):
+        return tuple(to_change) if standing else ()
     if need >= len(to_change) and need > 0:
         held_note = f" ({len(held)} more kept outside --limit)" if held else ""
         raise PlanRefused("known-good-reserve", f"rollout.reserve.sites is {res.sites}{held_note} but "

@@ -256,6 +256,13 @@ def test_the_guard_watches_sites_from_their_live_steps_against_the_untouched(
     assert guarded_sites(_run(phase, wave, _p(done_waves=done)), PLAN) == expected
 
 
+def test_the_standing_reserve_stays_a_baseline_to_the_end() -> None:
+    body = {**PLAN.model_dump(mode="json", exclude={"digest", "limit", "unlimited"}), "standing": ["site4"]}
+    plan = Plan.model_validate({**body, "digest": plan_digest(body)})
+    assert guarded_sites(_run(Phase.BAKING, 3, _p(done_waves=[1, 2])), plan) == (("site1", "site2", "site3"),
+                                                                                ("site4",))
+
+
 def test_a_wave_starts_at_its_approval_then_its_fleet_bake() -> None:
     assert wave_start(PLAN, 2, RunProgress()) == Phase.AWAITING_APPROVAL
     assert wave_start(PLAN, 2, _p(approvals={2: "ann"})) == Phase.PREPARING

@@ -11,8 +11,9 @@ import pytest
 
 from orchestrator import procs
 from orchestrator.errors import InvalidInput
-from orchestrator.rollout.journal import Journal, RolloutLocked
+from orchestrator.rollout.journal import Journal, RolloutLocked, live_age_s
 from orchestrator.rollout.machine import TERMINAL, TRANSITIONS, IllegalTransition, Phase, check
+from tests.unit.rollout.plans import plan_doc
 
 PLAN = {"target": "5.6.0-lab2", "waves": []}
 
@@ -258,3 +259,38 @@ def test_a_refused_second_run_of_the_same_journal_keeps_the_first_runs_claim(
         _run_of(j, "fr-emergency")
     with pytest.raises(RolloutLocked, match=f"rollout {run} of estate"):
         _run_of(Journal(tmp_path / "b" / "journal.sqlite", create=True), "fr-emergency")
+
+
+def test_a_release_is_live_from_the_first_live_step_of_a_completed_run(tmp_path: Path) -> None:
+    """The standing reserve's clock: completed runs only (a halted or undone run proved nothing),
+    this estate's only; no journal at all: never live."""
+    assert live_age_s(str(tmp_path / "none.sqlite"), estate="e", target="5.6.0", now=100.0) == 0.0
+    j = Journal(tmp_path / "journal.sqlite", create=True)
+    estate = f"live-{tmp_path.name}"
+
+    def run(target: str, end: Phase, estate_name: str = estate) -> str:
+        doc = plan_doc(estate_name)
+        r = j.create_run(plan=doc, digest=doc["digest"], target=target, inventory="i", policy="p")
+        j.take_lease(r.id)
+        for phase, wave in ((Phase.PREFLIGHT, None), (Phase.PREPARING, 1), (Phase.DRAINING, None),
+                            (Phase.SWITCHING, None), (Phase.POSTCHECKING, None), (Phase.GATING, None),
+                            (Phase.STEPPING, None)):
+            j.transition(r.id, phase, wave=wave)
+        j.record(r.id, "traffic-step", site="site1", data={"step": 0, "percent": 10})
+        if end == Phase.COMPLETED:
+            for phase in (Phase.BAKING, Phase.WAVE_DONE, Phase.COMPLETED):
+                j.transition(r.id, phase)
+        else:
+            j.transition(r.id, Phase.ROLLING_BACK)
+            j.transition(r.id, Phase.HALTED)
+        j.drop_lease(r.id)
+        return r.id
+
+    run("5.6.0", Phase.HALTED)
+    assert j.live_since(estate=estate, target="5.6.0") is None  # rolled back: not live
+    done = run("5.6.0", Phase.COMPLETED)
+    first = j.events(done, kind="traffic-step")[0].ts
+    assert j.live_since(estate=estate, target="5.6.0") == first
+    assert j.live_since(estate=estate, target="5.7.0") is None
+    assert j.live_since(estate=f"other-{tmp_path.name}", target="5.6.0") is None
+    assert live_age_s(str(j.path), estate=estate, target="5.6.0", now=first + 86_400) == 86_400

@@ -15,6 +15,7 @@ from orchestrator.errors import InvalidInput
 from orchestrator.estate.model import EmergencyNumber, Estate, Host, Site
 from orchestrator.policy.rollout import FreezeWindow, RolloutPolicy
 from orchestrator.rollout.plan import (
+    DAY_S,
     RULES,
     Plan,
     PlanRefused,
@@ -143,8 +144,9 @@ def test_digest_is_stable_and_matches_the_canonical_json() -> None:
     a, b = plan(), plan()
     assert a.digest == b.digest
     assert len(a.digest) == 64 and int(a.digest, 16) >= 0
-    # a whole-estate plan's digest leaves out `limit` (null) and `unlimited` (empty)
-    assert a.digest == plan_digest(a.model_dump(mode="json", exclude={"digest", "limit", "unlimited"}))
+    # a whole-estate plan's digest leaves out `limit` (null) and `unlimited` (empty), and one
+    # without a standing reserve `standing` (empty): the digests of plans written before them
+    assert a.digest == plan_digest(a.model_dump(mode="json", exclude={"digest", "limit", "unlimited", "standing"}))
     assert a.digest == plan_digest(digest_body(a))
     # key order does not matter: canonical JSON sorts keys
     body = digest_body(a)
@@ -360,3 +362,59 @@ def test_a_window_inside_the_skipped_hour_is_empty_that_day() -> None:
 def test_active_freeze_needs_an_aware_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         active_freeze(frozen(SAT_EVENING), datetime(2026, 1, 10, 18, 0))
+
+
+# --- the standing reserve (issue #14, item 4) ----------------------------------------------
+
+STANDING = {"reserve": {"sites": 1, "standing_days": 14}}
+
+
+def _standing_plan(releases: dict[str, Any] | None = None, *, live_days: float = 0.0,
+                   rollout: dict[str, Any] | None = None, limit: tuple[str, ...] | None = None) -> Plan:
+    return build_plan(estate=estate(releases), policy=policy(**(rollout or STANDING)), target=NEW, limit=limit,
+                      target_live_s=live_days * DAY_S)
+
+
+def test_a_young_release_leaves_the_standing_reserve_out_of_the_plan() -> None:
+    p = _standing_plan(live_days=0)
+    assert p.standing == ("lille",) and p.reserve == ()
+    assert shape(p) == [("paris", "canary"), ("lyon", "wave"), ("marseille", "wave"), ("rennes", "wave"),
+                        ("bordeaux", "wave")]  # five of six: at most N-1 sites on a release younger than D days
+    assert p.digest == plan_digest(digest_body(p)) and "standing" in digest_body(p)
+
+
+def test_while_the_release_is_young_nothing_more_changes() -> None:
+    after_first = {s: NEW for s in SITES[:5]}
+    p = _standing_plan(after_first, live_days=13.9)
+    assert p.waves == () and p.standing == ("lille",)
+
+
+def test_once_live_for_standing_days_the_reserve_changes_its_first_wave_the_canary() -> None:
+    p = _standing_plan({s: NEW for s in SITES[:5]}, live_days=14)
+    assert shape(p) == [("lille", "canary")] and p.standing == () and p.reserve == ()
+    # without standing_days nothing proves the release: the last site alone is refused
+    with pytest.raises(PlanRefused, match="canary-first"):
+        plan(releases={s: NEW for s in SITES[:5]})
+
+
+def test_an_old_release_with_many_sites_left_keeps_the_fleet_bake_reserve() -> None:
+    p = _standing_plan(live_days=30)
+    assert p.standing == () and p.reserve == ("lille",) and p.waves[-1].not_before_fleet_bake_s > 0
+
+
+def test_the_standing_reserve_is_never_the_canary_and_follows_site_names() -> None:
+    p = _standing_plan(live_days=1, rollout={"canary": "lille", "reserve": {"sites": 1, "standing_days": 7}})
+    assert p.standing == ("bordeaux",) and p.waves[0].site == "lille"
+    p = _standing_plan(live_days=1, rollout={"reserve": {"sites": 2, "standing_days": 7,
+                                                         "site_names": ["lyon", "rennes"]}})
+    assert p.standing == ("lyon", "rennes") and {"lyon", "rennes"}.isdisjoint(w.site for w in p.waves)
+
+
+def test_sites_outside_a_limit_count_towards_the_standing_reserve() -> None:
+    p = _standing_plan(live_days=0, limit=SITES[:3])
+    assert p.standing == () and p.unlimited == SITES[3:] and len(p.waves) == 3
+
+
+def test_standing_days_need_a_reserve() -> None:
+    with pytest.raises(ValueError, match="standing_days needs a reserve"):
+        policy(reserve={"sites": 0, "standing_days": 3})

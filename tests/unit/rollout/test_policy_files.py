@@ -457,6 +457,20 @@ def test_plan_command_prints_the_table_reserve_and_digest() -> None:
         assert text in result.output
 
 
+def test_plan_command_holds_the_standing_reserve_of_a_release_never_live(tmp_path: Path) -> None:
+    doc = yaml.safe_load(PRODUCTION.read_text())
+    doc["rollout"]["reserve"]["standing_days"] = 14
+    policy = tmp_path / "standing.yml"
+    policy.write_text(yaml.safe_dump(doc))
+    result = run_plan("--to", "5.7.0", "--policy", str(policy), "--journal", str(tmp_path / "none.sqlite"))
+    assert result.exit_code == 0, result.output
+    assert "standing reserve: paris keep(s) their release until 5.7.0 has been live 14 days" in result.output
+    assert "(0.0 so far, by the journal)" in result.output
+    data = json.loads(run_plan("--to", "5.7.0", "--policy", str(policy), "--json").stdout)
+    assert data["standing"] == ["paris"] and data["reserve"] == []
+    assert "paris" not in [w["site"] for w in data["waves"]]
+
+
 def test_plan_command_json_is_the_plan() -> None:
     result = run_plan("--to", "5.7.0", "--policy", str(PRODUCTION), "--json")
     assert result.exit_code == 0, result.output
