@@ -106,14 +106,16 @@ class FleetGuard:
         verdict = judge(facts, self.policy)
         if not verdict.fired:
             return False
-        for site in verdict.drain:
-            self.steering.drain(site)
         culprits = tuple(c.site for c in verdict.culprits)
         reasons = tuple(c.reason for c in verdict.culprits)
         fired = GuardFired(at=self.clock(), culprits=culprits, drained=verdict.drain, reasons=reasons)
+        # Recorded before the drain: killed in between, the resumed run's fleet rollback drains
+        # the culprit first anyway; the other order would leave a drain nobody knows about.
         self.j.update_progress(self.run_id, {"guard": fired})
         self.j.record(self.run_id, "guard", site=culprits[0], data=_evidence(verdict.model_dump(mode="json"),
                                                                               self.rounds, upgraded, untouched))
+        for site in verdict.drain:
+            self.steering.drain(site)
         drained_text = f"drained {', '.join(verdict.drain)}" if verdict.drain else "nothing drained (last sites)"
         self.say(f"fleet guard: {'; '.join(reasons)}; {drained_text}; fleet rollback next")
         self.alert("gate_failed", culprits[0], f"fleet guard round {self.rounds}: {'; '.join(reasons)}; "
