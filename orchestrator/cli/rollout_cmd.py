@@ -87,13 +87,19 @@ def _observed(inventory: Path, json_out: bool) -> Estate:
 
 
 def _ports(inventory: Path, target: str, store: Path | None, json_out: bool,
-           observed: Estate | None = None) -> Ports:
+           observed: Estate | None = None, *, need_bundle: bool = True) -> Ports:
     """The composition root of a drive: every port wired from the estate as the hosts report it
-    (`observed`: already read by the caller, as `upgrade` does to plan)."""
+    (`observed`: already read by the caller, as `upgrade` does to plan). A fleet rollback
+    (`need_bundle` False) installs nothing: the target's bundle may be gone from the store."""
     from orchestrator.metrics.prometheus import provider_for
 
     estate = observed or _observed(inventory, json_out)
-    bundle = find_bundle(store or default_store(), target)
+    try:
+        bundle: Path | None = find_bundle(store or default_store(), target)
+    except InvalidInput:
+        if need_bundle:
+            raise
+        bundle = None
     say = None if json_out else (lambda m: console.print(f"[dim]{_now()}[/] {m}"))
     ops = SiteOps(estate=estate, inventory=inventory, steering=dispatcher_for(estate),
                   on_event=None)
@@ -180,7 +186,7 @@ def _drive(journal: Journal, run: Run, *, inventory: Path, store: Path | None, w
     plan = Plan.model_validate(run.plan)
     if plan.digest != run.digest:
         raise InvalidInput(f"rollout {run.id}: the journalled plan does not match its digest (tampered journal?)")
-    ports = _ports(inventory, run.target, store, json_out, observed)
+    ports = _ports(inventory, run.target, store, json_out, observed, need_bundle=not undoing)
     from orchestrator.rollout.alerts import rollout_alerter
 
     alerter, note = rollout_alerter()
@@ -466,8 +472,9 @@ def undo(run_id: Annotated[str, typer.Argument(help="Run id.")],
 
     A running run stops where it is (the site in flight is one of those taken back); a finished
     one (completed, halted or aborted) is reopened, if no other rollout holds the lock. The run
-    ends halted. Exit codes: 11 every site back, 7 a site's rollback failed (left drained),
-    2 nothing to undo, 9 another rollout holds the lock."""
+    ends halted. It installs nothing: the release's bundle need not be in the store any more.
+    Exit codes: 11 every site back, 7 a site's rollback failed (left drained), 2 nothing to
+    undo, 9 another rollout holds the lock."""
     from orchestrator.rollout.decide import RunView, fleet_rollback
     from orchestrator.rollout.journal import actor
     from orchestrator.rollout.machine import Phase

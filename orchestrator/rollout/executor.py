@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.errors import CallfleetError, ExitCode
+from orchestrator.errors import CallfleetError, ExitCode, InvalidInput
 from orchestrator.estate.model import Estate
 from orchestrator.gate.live import run_steps
 from orchestrator.gate.sequential.budget import split
@@ -66,7 +66,7 @@ class Ports:
 
     estate: Estate
     site_ops: SiteOps
-    bundle: Path
+    bundle: Path | None  # None: not in the store (a fleet rollback installs nothing)
     metrics: MetricsProvider | None
     alert: Callable[[str, dict[str, Any]], None] | None = None
     progress: Callable[[str], None] | None = None
@@ -205,9 +205,10 @@ class Executor:
                        code=ExitCode.REMOTE, rollback=False, run=run)
             return
         try:
-            require_verified(self.ports.bundle)
+            bundle = self._bundle()
+            require_verified(bundle)
             # the verified content, named once for the run: every wave checks it again
-            self.j.update_progress(self.run_id, {"bundle_digest": bundle_digest(self.ports.bundle)})
+            self.j.update_progress(self.run_id, {"bundle_digest": bundle_digest(bundle)})
             self._effect("reachability", None, lambda: check_reachable(estate, estate.hosts))
             weights = {name: st.weight for name, st in self.ports.site_ops.steering.state().items()}
         except CallfleetError as exc:
@@ -225,12 +226,12 @@ class Executor:
         if freeze is not None:
             return self._waiting(run, f"freeze window in force ({freeze.reason}); wave {run.wave} waits", 60.0)
         try:
-            self._same_bundle(run)
+            bundle = self._same_bundle(run)
         except CallfleetError as exc:
             self._halt(f"wave {run.wave} ({wave.site}): {exc.message}", code=exc.exit_code, rollback=False, run=run)
             return None
         result = self._effect("preflight", wave.site,
-                              lambda: self.ports.site_ops.preflight(wave.site, wave.to_release, self.ports.bundle))
+                              lambda: self.ports.site_ops.preflight(wave.site, wave.to_release, bundle))
         if not result.succeeded:
             self._halt(f"preflight of {wave.site} failed (nothing switched): {failures_text(result)}",
                        code=ExitCode.REMOTE, rollback=False, run=run)
@@ -238,10 +239,19 @@ class Executor:
         self._go(Phase.DRAINING, site=wave.site)
         return None
 
-    def _same_bundle(self, run: Run) -> None:
-        """A bundle changed between waves must never reach another site (InvalidInput)."""
+    def _bundle(self) -> Path:
+        """The target's bundle (InvalidInput when the store does not hold it)."""
+        if self.ports.bundle is None:
+            raise InvalidInput(f"no bundle for release {self.plan.target} in the store: a wave cannot install it")
+        return self.ports.bundle
+
+    def _same_bundle(self, run: Run) -> Path:
+        """The bundle, unchanged since the run began: one changed between waves must never reach
+        another site (InvalidInput)."""
         expected = run.progress.bundle_digest
-        require_unchanged(self.ports.bundle, str(expected) if expected else None)
+        bundle = self._bundle()
+        require_unchanged(bundle, str(expected) if expected else None)
+        return bundle
 
     def _step(self, run: Run, name: str, fn: Callable[[str], Any], nxt: Phase) -> None:
         wave = self._wave(run.wave)

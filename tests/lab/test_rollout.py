@@ -160,7 +160,7 @@ def edge_all_full(lab: Lab) -> bool:
 
 
 def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing(
-        lab: Lab, env: dict[str, str], traffic: Caller) -> None:
+        lab: Lab, env: dict[str, str], traffic: Caller, tmp_path: Path) -> None:
     plan = cli("plan", "--to", "5.6.0-lab2", "--policy", env["policy"], "-i", str(lab.inventory), "--json")
     assert plan.returncode == 0, plan.stderr
     planned = json.loads(plan.stdout)
@@ -187,9 +187,12 @@ def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing
     assert edge_all_full(lab)
 
     # `rollout undo` of the completed run: every site back on its from-release, one at a
-    # time, the newest first, each drained and restored; the public still loses nothing
+    # time, the newest first, each drained and restored; the public still loses nothing. The
+    # store no longer holds the release (withdrawn after the fact): a fleet rollback installs
+    # nothing, so it does not need it.
     with EdgeWatch(lab) as watch:
-        undone = rollout("undo", run.id, "--yes", "--by", "test", "--store", env["store"], "--json", env=env, lab=lab)
+        undone = rollout("undo", run.id, "--yes", "--by", "test", "--store", str(tmp_path / "withdrawn"), "--json",
+                         env=env, lab=lab)
     assert undone.returncode == 11, undone.stderr[-3000:] + undone.stdout[-2000:]
     doc = json.loads(undone.stdout)
     validate("outcome", doc)
