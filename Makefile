@@ -68,6 +68,7 @@ bench: install ## benchmarks on the lab; figures to benchmarks/results/ (JSON an
 	$(VENV)/bin/python benchmarks/scale.py
 	$(VENV)/bin/python benchmarks/lab_size.py
 	$(VENV)/bin/python benchmarks/alert_latency.py
+	$(VENV)/bin/python benchmarks/guard_good_rollouts.py
 	$(VENV)/bin/python benchmarks/readme_results.py
 
 clean: ## remove the venv, the built tools and caches (Go's own caches stay)

@@ -21,15 +21,16 @@ ORDER = ["blast_radius", "overhead", "scale", "gate_faults", "alert_latency"]  #
 SECTION = f"""
 ## Results
 
-`make bench` runs the benchmarks on their own labs (loopback prefixes 127.94 to 127.98, each
+`make bench` runs the benchmarks on their own labs (198.18.92 to 198.18.98, each
 taken down at the end) and writes each result as JSON and as a Markdown table, with the
 machine, date and parameters, under `benchmarks/results/`: `blast_radius.py` (one faulty
 release rolled out three ways), `overhead.py` (what a gated rollout costs and what the
-orchestrator adds), `scale.py` (rollout time, CPU and memory by estate shape) and
-`gate_faults.py` (calls and seconds the gate needs per fault class) and `alert_latency.py`
-(from a failed gate's verdict to the last alert delivered on webhook, e-mail and SMS). The tables below are
-copied from those files by `benchmarks/readme_results.py`. The incident replays (2021 Orange,
-Optus 2025, AT&T 2024, Intrado 2014) are tests: `tests/scenarios/`.
+orchestrator adds), `scale.py` (rollout time, CPU and memory by estate shape),
+`gate_faults.py` (calls and seconds the gate needs per fault class), `alert_latency.py`
+(from a failed gate's verdict to the last alert delivered on webhook, e-mail and SMS) and
+`guard_good_rollouts.py` (ten good six-site rollouts in a row with the fleet guard on: its false
+triggers). The tables below are copied from those files by `benchmarks/readme_results.py`. The
+incident replays (2021 Orange, Optus 2025, AT&T 2024, Intrado 2014) are tests: `tests/scenarios/`.
 
 {START}
 {END}
