@@ -92,10 +92,10 @@ def _waves(plan: Plan, run: Run, phases: Sequence[PhaseSpan],
     out = []
     for w in plan.waves:
         mine = [p for p in phases if p.wave == w.index and p.phase not in TERMINAL]
-        if w.index in done:
-            state = WaveState.DONE
-        elif w.index in rolled:
+        if w.index in rolled:  # a done wave too, when a fleet rollback took it back
             state = WaveState.ROLLED_BACK if rolled[w.index].succeeded else WaveState.HALTED
+        elif w.index in done:
+            state = WaveState.DONE
         elif w.index == run.wave and run.phase == Phase.ABORTED:
             state = WaveState.ABORTED
         elif w.index == run.wave and run.phase in TERMINAL:
@@ -189,6 +189,30 @@ def _gate(e: Event, alpha: float | None) -> GateReport:
 
 
 def _rollbacks(events: Sequence[Event], run: Run, plan: Plan) -> tuple[RollbackReport, ...]:
+    return (*_site_rollbacks(events, run, plan), *_fleet_rollbacks(events, run, plan))
+
+
+def _fleet_rollbacks(events: Sequence[Event], run: Run, plan: Plan) -> tuple[RollbackReport, ...]:
+    """Each site a fleet rollback took back (its events carry the run's wave, not the site's)."""
+    fleet = run.progress.fleet
+    if fleet is None:
+        return ()
+    index = {w.site: w for w in plan.waves}
+    out: dict[str, RollbackReport] = {}
+    for i, e in enumerate(events):
+        if e.kind != "before" or e.data.get("effect") != "fleet rollback" or e.site not in index:
+            continue
+        wave = index[e.site]
+        restored = any(x.kind == "after" and x.data.get("effect") == "restore traffic" and x.site == e.site
+                       for x in events[i + 1:])
+        succeeded = True if e.site in fleet.done else False if e.site in fleet.failed else None
+        out.setdefault(e.site, RollbackReport(  # a kill -9 repeats it: the first attempt's start
+            wave=wave.index, site=e.site, reason=fleet.reason, to_release=wave.from_releases[0], started=e.ts,
+            succeeded=succeeded, traffic_restored=restored, fleet=True))
+    return tuple(out.values())
+
+
+def _site_rollbacks(events: Sequence[Event], run: Run, plan: Plan) -> tuple[RollbackReport, ...]:
     out = []
     for i, e in enumerate(events):
         if e.kind != "transition" or e.phase != Phase.ROLLING_BACK:
@@ -242,10 +266,15 @@ def _findings(gates: Sequence[GateReport], rollbacks: Sequence[RollbackReport], 
         for s in g.stages:
             out.append(Finding(wave=g.wave, site=g.site, what=f"gate stage {s.stage}", verdict=str(s.verdict),
                                why=s.reasons or (f"{s.calls} calls, every check passed",)))
+    guard = run.progress.guard
+    if guard is not None:
+        out.append(Finding(wave=None, site=guard.culprits[0], what="fleet guard",
+                           verdict=f"named {', '.join(guard.culprits)}; drained {', '.join(guard.drained) or 'none'}",
+                           why=guard.reasons))
     for r in rollbacks:
         state = {True: "rolled back, traffic restored", False: "ROLLBACK FAILED", None: "rolling back"}[r.succeeded]
-        out.append(Finding(wave=r.wave, site=r.site, what=f"rollback to {r.to_release}", verdict=state,
-                           why=(r.reason,)))
+        what = f"{'fleet ' if r.fleet else ''}rollback to {r.to_release}"
+        out.append(Finding(wave=r.wave, site=r.site, what=what, verdict=state, why=(r.reason,)))
     out.append(Finding(wave=run.wave or None, site=None, what="rollout", verdict=str(verdict),
                        why=(run.outcome,) if run.outcome else ()))
     return tuple(out)

@@ -192,7 +192,8 @@ class HumanDecision(Frozen):
 
 
 class RollbackReport(Frozen):
-    """A rollback of a wave's site."""
+    """A rollback of a wave's site: the run's own (its wave failed), or one site of a fleet
+    rollback (the fleet guard named a culprit, or `rollout undo`)."""
 
     wave: int
     site: str
@@ -201,6 +202,7 @@ class RollbackReport(Frozen):
     started: float
     succeeded: bool | None  # None: not finished in the journal
     traffic_restored: bool
+    fleet: bool = False  # one site of a fleet rollback
 
 
 class AlertReport(Frozen):

@@ -18,9 +18,11 @@ from orchestrator.report.sources import load_report
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import Phase
 from orchestrator.rollout.plan import build_plan
+from orchestrator.rollout.state import FleetRollback, GuardFired
 from orchestrator.sipp.scenarios import CallStats
 from tests.conftest import REPO
 from tests.unit.report.journals import FAILING_NUMBER, INVENTORY, TARGET, drive_halted_run
+from tests.unit.rollout.plans import plan_doc
 
 
 @pytest.fixture
@@ -120,6 +122,45 @@ def test_an_in_progress_run_and_sequential_looks(tmp_path: Path) -> None:
     first = next(lk["second"] for lk in looks if any(t["crossed_fail"] and t["scope"] == "112" for t in lk["tests"]))
     assert first > 1 and min(s.second or 0 for s in crossed) == first  # where it crossed, not the last look
     assert f"crossed at second {first}" in render(report)
+
+
+def test_a_fleet_rollback_shows_every_site_taken_back_and_the_guards_verdict(tmp_path: Path) -> None:
+    """The journal as the executor writes it when the fleet guard names the canary during wave 3:
+    sites 1 and 2 taken back, the third's rollback failed (left drained), exit 7."""
+    j = Journal(tmp_path / "j.sqlite", create=True)
+    doc = plan_doc(f"report-fleet-{tmp_path.name}", ("site1", "site2", "site3"))
+    run = j.create_run(plan=doc, digest=doc["digest"], target="5.6.0", inventory="i", policy="/nonexistent/p.yml")
+    j.take_lease(run.id)
+    j.transition(run.id, Phase.PREFLIGHT)
+    for wave in (1, 2, 3):
+        for phase in (Phase.PREPARING, Phase.DRAINING, Phase.SWITCHING, Phase.POSTCHECKING, Phase.GATING,
+                      Phase.STEPPING, Phase.BAKING, Phase.WAVE_DONE):
+            if wave == 3 and phase == Phase.BAKING:
+                break
+            j.transition(run.id, phase, wave=wave if phase == Phase.PREPARING else None,
+                         progress={"done_waves": list(range(1, wave))} if phase == Phase.PREPARING else None)
+    j.update_progress(run.id, {"guard": GuardFired(at=1.0, culprits=("site1",), drained=("site1",),
+                                                   reasons=("site1: live calls: 19/19 failed",))})
+    fleet = FleetRollback(reason="fleet guard: site1 failing", queue=("site1", "site3", "site2"), culprits=("site1",))
+    j.transition(run.id, Phase.FLEET_ROLLING_BACK, progress={"fleet": fleet})
+    for site, ok in (("site1", True), ("site3", False), ("site2", True)):
+        for effect in ("fleet drain", "fleet rollback") + (("restore traffic",) if ok else ()):
+            j.record(run.id, "before", site=site, data={"effect": effect})
+            j.record(run.id, "after", site=site, data={"effect": effect})
+        fleet = fleet.model_copy(update={"queue": fleet.queue[1:], **(
+            {"done": (*fleet.done, site)} if ok else {"failed": (*fleet.failed, site)})})
+        j.update_progress(run.id, {"fleet": fleet})
+    j.transition(run.id, Phase.HALTED, progress={"exit_code": 7}, outcome="fleet guard: site1 failing: ...")
+    report = load_report(j.path, run.id, use_default_alerts=False)
+    assert report.verdict == RunVerdict.HALTED and report.exit_code == 7
+    assert {w.site: w.state for w in report.waves} == {
+        "site1": WaveState.ROLLED_BACK, "site2": WaveState.ROLLED_BACK, "site3": WaveState.HALTED}
+    assert [(r.site, r.wave, r.succeeded, r.traffic_restored, r.fleet) for r in report.rollbacks] == [
+        ("site1", 1, True, True, True), ("site3", 3, False, False, True), ("site2", 2, True, True, True)]
+    guard = next(f for f in report.findings if f.what == "fleet guard")
+    assert guard.site == "site1" and "named site1" in guard.verdict and "19/19" in guard.why[0]
+    html = render(report)
+    assert html.count("(fleet rollback)") == 3 and "FAILED: site left drained" in html
 
 
 def test_a_journal_the_report_cannot_read_is_invalid_input(tmp_path: Path) -> None:
