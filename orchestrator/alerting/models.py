@@ -35,6 +35,7 @@ class AlertKind(StrEnum):
     ROLLED_BACK = "rolled_back"
     INCONCLUSIVE_PAUSE = "inconclusive_pause"
     ROLLOUT_STUCK = "rollout_stuck"
+    FLEET_GUARD = "fleet_guard"  # an upgraded site failing after its own gate: the fleet goes back
     INCIDENT_OPENED = "incident_opened"
     INCIDENT_UPDATED = "incident_updated"
     INCIDENT_RESOLVED = "incident_resolved"

@@ -13,9 +13,10 @@ from orchestrator.alerting.config import default_config_path
 from orchestrator.alerting.dispatcher import DispatchHandle
 
 _SEVERITY = {"gate_failed": "critical", "rolled_back": "warning", "inconclusive_pause": "warning",
-             "rollout_stuck": "critical"}
+             "rollout_stuck": "critical", "fleet_guard": "critical"}
 _ACTIONS = {"gate_failed": ["drained", "rollout_halted"], "rolled_back": ["rolled_back", "traffic_restored"],
-            "inconclusive_pause": ["rollout_paused"], "rollout_stuck": ["rollout_halted"]}
+            "inconclusive_pause": ["rollout_paused"], "rollout_stuck": ["rollout_halted"],
+            "fleet_guard": ["drained", "rollout_halted"]}
 
 
 @dataclass

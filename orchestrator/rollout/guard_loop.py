@@ -118,7 +118,7 @@ class FleetGuard:
             self.steering.drain(site)
         drained_text = f"drained {', '.join(verdict.drain)}" if verdict.drain else "nothing drained (last sites)"
         self.say(f"fleet guard: {'; '.join(reasons)}; {drained_text}; fleet rollback next")
-        self.alert("gate_failed", culprits[0], f"fleet guard round {self.rounds}: {'; '.join(reasons)}; "
+        self.alert("fleet_guard", culprits[0], f"fleet guard round {self.rounds}: {'; '.join(reasons)}; "
                    f"{drained_text}; every site this run upgraded goes back, {culprits[0]} first")
         return True
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.alerting.channels.sms_encoding import GSM, UCS2, split_sms
+from orchestrator.alerting.models import AlertKind
 from orchestrator.alerting.templates import FORMS, format_number, render
 from tests.unit.alerting.conftest import lyon
 
@@ -32,6 +33,22 @@ def test_french_and_english_wording() -> None:
     assert en.title == "[CRITICAL] Health gate failed"
     assert "What was done: site drained (no live calls), rolled back to the previous release" in en.email
     assert "Substitute numbers to publish: 04 72 00 00 00" in en.email
+
+
+@pytest.mark.parametrize("kind", [k for k in AlertKind if k is not AlertKind.PSAP_NOTICE])
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_every_kind_has_its_own_title_in_both_languages(kind: AlertKind, lang: str) -> None:
+    title = render(alert=lyon(kind=kind.value), language=lang).title  # type: ignore[arg-type]
+    others = {render(alert=lyon(kind=k.value), language=lang).title  # type: ignore[arg-type]
+              for k in AlertKind if k not in (kind, AlertKind.PSAP_NOTICE)}
+    assert title not in others and "_" not in title  # worded, never the raw kind
+
+
+def test_the_fleet_guard_says_the_whole_fleet_goes_back() -> None:
+    assert render(alert=lyon(kind="fleet_guard"), language="fr").title == \
+        "[CRITIQUE] Site en échec après sa mise à jour, retour de toute la flotte"
+    assert render(alert=lyon(kind="fleet_guard"), language="en").title == \
+        "[CRITICAL] Upgraded site failing, the whole fleet goes back"
 
 
 def test_times_in_the_audience_zone() -> None:

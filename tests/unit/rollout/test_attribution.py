@@ -142,7 +142,7 @@ def test_an_upgraded_site_that_explains_the_inconclusive_gate_is_named_and_the_f
     # the culprit first, then the candidate; each back on 5.5.0 and its traffic restored
     assert changer.switched == [("site1", "5.5.0"), ("site2", "5.5.0")]
     assert edge.drained == set()
-    assert alerts[0][0] == "gate_failed" and "site1" in alerts[0][1]["detail"]
+    assert alerts[0][0] == "fleet_guard" and "site1" in alerts[0][1]["detail"]
     assert "inconclusive_pause" not in [k for k, _ in alerts]
     (event,) = j.events(run_id, kind="guard")
     assert event.site == "site1"

@@ -79,7 +79,7 @@ def test_the_guard_drains_the_culprit_records_it_and_alerts(tmp_path: Path) -> N
     assert fired is not None and fired.culprits == ("site1",) and fired.drained == ("site1",)
     assert edge.drained == {"site1"}
     assert [e.site for e in j.events(run.id, kind="guard")] == ["site1"]
-    assert alerts and alerts[0][:2] == ("gate_failed", "site1") and "site1 first" in alerts[0][2]
+    assert alerts and alerts[0][:2] == ("fleet_guard", "site1") and "site1 first" in alerts[0][2]
     assert any("fleet rollback next" in s for s in said)
     assert guard.round() is True  # fired once: it stops watching
     assert len(j.events(run.id, kind="guard")) == 1
