@@ -26,7 +26,6 @@ from orchestrator.gate.verdict import Verdict
 from orchestrator.guard.observe import GuardObserver
 from orchestrator.metrics.provider import MetricsProvider
 from orchestrator.policy.rollout import RolloutPolicy
-from orchestrator.probe.runner import check_reachable, probe_site
 from orchestrator.release.bundle import bundle_digest, require_unchanged, require_verified
 from orchestrator.rollout.decide import (
     EffectKind,
@@ -43,6 +42,7 @@ from orchestrator.rollout.guard_loop import FleetGuard
 from orchestrator.rollout.journal import Journal, Run
 from orchestrator.rollout.machine import Phase
 from orchestrator.rollout.plan import Plan, Wave, active_freeze
+from orchestrator.rollout.prober import EstateProber, Prober
 from orchestrator.rollout.state import Inconclusive
 from orchestrator.rollout.wave_gate import EstateWaveGate, WaveGate
 from orchestrator.site.ops import SiteOps, failures_text
@@ -75,6 +75,7 @@ class Ports:
     health_calls: int = 20
     guard_observer: GuardObserver | None = None  # None: no fleet guard (no metrics backend)
     gate: WaveGate | None = None  # None: the gate's stages against `estate`
+    prober: Prober | None = None  # None: OPTIONS pings and SIPp probes against `estate`
     _notes: list[str] = field(default_factory=list)
 
 
@@ -93,6 +94,7 @@ class Executor:
         run = journal.run(run_id)
         self.plan = Plan.model_validate(run.plan)
         self.gate: WaveGate = ports.gate or EstateWaveGate(estate=ports.estate, policy=policy.gate)
+        self.prober: Prober = ports.prober or EstateProber(ports.estate)
         self.guard: FleetGuard | None = None  # while a drive runs, with a guard policy and eyes
         self._effects: dict[EffectKind, Callable[[Run], Outcome | None]] = {
             EffectKind.PREFLIGHT: self._preflight,
@@ -209,7 +211,7 @@ class Executor:
             require_verified(bundle)
             # the verified content, named once for the run: every wave checks it again
             self.j.update_progress(self.run_id, {"bundle_digest": bundle_digest(bundle)})
-            self._effect("reachability", None, lambda: check_reachable(estate, estate.hosts))
+            self._effect("reachability", None, lambda: self.prober.reachable(estate.hosts))
             weights = {name: st.weight for name, st in self.ports.site_ops.steering.state().items()}
         except CallfleetError as exc:
             self._halt(f"preflight: {exc.message}", code=exc.exit_code, rollback=False, run=run)
@@ -388,9 +390,8 @@ class Executor:
         """After the bake (`decide` waited it out): probe the site, judge the SER floor."""
         wave = self._wave(run.wave)
         try:
-            report = self._effect("health", wave.site, lambda: probe_site(
-                estate=self.ports.estate, site=self.ports.estate.site(wave.site), calls=self.ports.health_calls,
-                rate=50))
+            report = self._effect("health", wave.site,
+                                  lambda: self.prober.probe(wave.site, calls=self.ports.health_calls))
         except CallfleetError as exc:
             self._halt(f"health check of {wave.site} after the bake failed: {exc.message}", code=ExitCode.ROLLED_BACK,
                        rollback=True, run=run)

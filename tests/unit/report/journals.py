@@ -20,6 +20,7 @@ import pytest
 
 import orchestrator.rollout.executor as executor_mod
 import orchestrator.rollout.journal as journal_mod
+import orchestrator.rollout.prober as prober_mod
 import orchestrator.rollout.wave_gate as wave_gate_mod
 from orchestrator.alerting import AlertStore, Notifier
 from orchestrator.ansible.runner import HostResult, RunResult
@@ -170,12 +171,13 @@ def drive_halted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, bad_sit
     healthy = _report(estate, plan.waves[0].site, 20, None)
     patches: dict[str, Any] = {
         "require_verified": lambda bundle: None, "bundle_digest": lambda bundle: "b" * 64,
-        "require_unchanged": lambda bundle, expected: None, "check_reachable": lambda estate, hosts: None,
-        "probe_site": lambda **kw: healthy.model_copy(update={"site": kw["site"].name}),
+        "require_unchanged": lambda bundle, expected: None,
     }
     for name, value in patches.items():
         monkeypatch.setattr(executor_mod, name, value)
     monkeypatch.setattr(wave_gate_mod, "run_gate", gate)
+    monkeypatch.setattr(prober_mod, "check_reachable", lambda estate, hosts: None)
+    monkeypatch.setattr(prober_mod, "probe_site", lambda **kw: healthy.model_copy(update={"site": kw["site"].name}))
     monkeypatch.setattr(stages, "probe_with_baseline", probe_with_baseline)
 
     steering = FakeSteering(sites=[s.name for s in estate.sites])
