@@ -4,7 +4,7 @@ Ten six-site rollouts of good releases (the stock release rebuilt under new vers
 rollout taking every site from the previous one's release to the next), the guard on with its
 default policy (a round every 5 s, probes every third round, false-trigger budget 0.1% a run),
 the public calling at 20 calls/s through the edge the whole time. The gate and bakes are the
-lab tests' sizes (tests/lab/test_rollout.py FAST) so that ten rollouts fit in half an hour; the
+lab tests' sizes (policies/lab-tests.yml) so that ten rollouts fit in about 45 minutes; the
 guard's own settings are the defaults.
 
 A false trigger is a run the guard fired on (`progress.guard`): all ten must complete, exit 0,
@@ -25,28 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import callfleet, write
+from benchmarks.common import REPO, callfleet, write
 from orchestrator.lab import variants
 from orchestrator.policy.guard import GuardPolicy
 from orchestrator.rollout.journal import Journal
 
 BASE = "198.18.92"
-# The lab tests' policy (tests/lab/test_rollout.py FAST): short gate and bakes, guard defaults.
-POLICY = {
-    "name": "bench-guard",
-    "gate": {
-        "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100, "srd_p95_max_ms": 2000},
-        "drill": {"calls_per_number": 100},
-        "soak": {"duration_s": 3, "settle_s": 1.5, "sample_every_s": 1.5},
-        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3, "metrics_lag_s": 1.5,
-                       "srd_p95_max_ms": 2000},
-    },
-    "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
-}
+# The lab tests' policy (tests/lab/test_rollout.py): short gate and bakes, guard defaults.
+POLICY = REPO / "policies" / "lab-tests.yml"
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -79,8 +67,7 @@ def main() -> int:
         print("lab up failed", file=sys.stderr)
         return 4
     inv, store, journal = state / "inventory.yml", state / "bundles", state / "journal.sqlite"
-    policy = state / "policy.yml"
-    policy.write_text(yaml.safe_dump(POLICY))
+    policy = POLICY
     rows: list[dict[str, Any]] = []
     try:
         started = callfleet("lab", "traffic", "start", "--rate", "20", "--duration", "7200", *sd)
@@ -118,7 +105,7 @@ def main() -> int:
           params={"runs": len(rows), "completed": completed, "false guard triggers": triggers,
                   "sites": 6, "hosts per site": 2, "background calls/s": 20,
                   "guard interval s": guard.interval_s, "guard budget per run": guard.false_trigger_budget,
-                  "policy": "tests/lab/test_rollout.py FAST (guard defaults)"},
+                  "policy": "policies/lab-tests.yml (guard defaults)"},
           rows=rows, columns=["run", "release", "exit", "seconds", "guard fired", "public lost", "public calls",
                               "outcome"],
           title="Fleet guard: good releases rolled out in a row, false triggers",

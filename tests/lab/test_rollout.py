@@ -37,17 +37,9 @@ from tests.pg_server import PgServer
 # Each test drives whole rollouts across six sites: minutes, not the suite's default 10.
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.e2e_rollout]
 
-FAST = {
-    "name": "lab-fast",
-    "gate": {
-        "synthetic": {"calls_per_number": 100, "min_calls_per_number": 100, "srd_p95_max_ms": 2000},
-        "drill": {"calls_per_number": 100},
-        "soak": {"duration_s": 3, "settle_s": 1.5, "sample_every_s": 1.5},
-        "live_steps": {"weights": [10, 100], "bake_s": 3, "min_live_calls": 3, "metrics_lag_s": 1.5,
-                       "srd_p95_max_ms": 2000},
-    },
-    "rollout": {"bake_s": 2, "reserve": {"sites": 1, "fleet_bake_s": 3}},
-}
+# The lab tests' policy: the default gate with the smallest windows, soaks and bakes (shared
+# with benchmarks/guard_good_rollouts.py).
+FAST = yaml.safe_load((REPO / "policies" / "lab-tests.yml").read_text())
 
 
 # A runner's lease on a run: short, so a takeover after kill -9 costs seconds, not a minute.

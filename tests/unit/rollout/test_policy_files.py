@@ -505,3 +505,13 @@ def test_plan_detailed_exitcode_says_whether_sites_would_change(tmp_path: Path) 
     assert nothing.exit_code == 0, nothing.output
     assert json.loads(nothing.stdout)["waves"] == []
     assert run_plan("--to", "5.7.0", "--policy", str(PRODUCTION), "--json").exit_code == 0  # without the flag
+
+
+SHIPPED = sorted(p for p in (REPO / "policies").glob("*.yml") if not p.name.startswith("alerts"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_policy_loads(path: Path) -> None:
+    """The policies the README, the lab tests and the benchmarks name are valid as shipped."""
+    policy = load_policy(path)
+    assert policy.name and policy.gate.synthetic.calls_per_number >= policy.gate.synthetic.min_calls_per_number
