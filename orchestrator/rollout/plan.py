@@ -117,7 +117,8 @@ class Plan(_Frozen):
 
 def digest_body(plan: Plan) -> dict[str, Any]:
     """The fields a digest covers: all but the digest; a whole-estate plan's without `limit` and
-    `unlimited`, so its digest is the one it had before plans could be limited."""
+    `unlimited`, and a plan without a standing reserve without `standing`, so its digest is the
+    one it had before plans could be limited or hold a standing reserve."""
     exclude = {"digest"} | ({"limit", "unlimited"} if plan.limit is None else set()) | \
         ({"standing"} if not plan.standing else set())
     return plan.model_dump(mode="json", exclude=exclude)
