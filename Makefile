@@ -36,11 +36,15 @@ demo: install ## the main job: lab up, a good release canary-first over 6 sites,
 lab-down: venv ## stop every lab process
 	$(VENV)/bin/callfleet lab down
 
+# Two pytest-xdist workers, each with a lab of its own (tests/lab/conftest.py), a file per
+# worker at a time (tests/conftest.py groups them); TEST_PARALLEL= runs the suite in one process.
+TEST_PARALLEL ?= -n 2 --dist loadgroup --no-loadscope-reorder
+
 test: install ## lint, types, unit, lab integration tests, whole rollouts and incident replays (what CI runs)
 	@tools/pulumi/build.sh --background  # the engine builds (niced) while the lab tests run; its tests wait
 	$(MAKE) lint
 	$(MAKE) coverage-core
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(TEST_PARALLEL)
 
 test-e2e: install ## only the whole six-site rollouts (kill -9/resume, lock, advance) and the incident replays
 	$(VENV)/bin/pytest -m e2e_rollout

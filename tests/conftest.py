@@ -18,9 +18,59 @@ from tests.pg_server import running as pg_running
 REPO = Path(__file__).resolve().parent.parent
 # The per-estate rollout claims of this test session, apart from a developer's own labs and
 # from another session on the same host (every CLI call inherits it).
-os.environ.setdefault("CALLFLEET_LOCK_DIR", tempfile.mkdtemp(prefix="callfleet-test-locks-"))
+# Every lab's estate is named "lab": each pytest-xdist worker has a directory of its own.
+_LOCKS = os.environ.get("CALLFLEET_LOCK_DIR") or tempfile.mkdtemp(prefix="callfleet-test-locks-")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _LOCKS = os.path.join(_LOCKS, os.environ["PYTEST_XDIST_WORKER"])
+    os.makedirs(_LOCKS, exist_ok=True)
+os.environ["CALLFLEET_LOCK_DIR"] = _LOCKS
 # testinfra and ansible-runner call `ansible-inventory`/`ansible` by name: use the venv's.
 procs.ensure_venv_bin_on_path()
+
+
+# Files that share a fixed resource (a lab prefix, a bridge) run on one pytest-xdist worker,
+# one after the other: the provisioning tests all use the lab prefix 198.18.79.
+_SHARED_GROUPS = {"tests/unit/provision/": "provision-198.18.79"}
+# Tests that bring up labs of their own or time real traffic: never niced (see below).
+_TIMED = ("tests/lab/", "tests/scenarios/", "tests/unit/provision/", "tests/unit/test_lab_shape.py")
+
+
+# The longest files first (minutes in a serial run): workers take groups in collection order
+# as they free up, so the longest-first order keeps the two workers' ends close together.
+_LONGEST_FIRST = ("tests/lab/test_rollout.py", "tests/lab/test_gate.py", "tests/scenarios/",
+                  "tests/unit/provision/", "tests/lab/test_watch_psap.py", "tests/lab/test_wheel.py",
+                  "tests/lab/test_production_path.py", "tests/lab/test_site_upgrade.py")
+
+
+def _rel(item: pytest.Item) -> str:
+    return Path(str(item.fspath)).relative_to(REPO).as_posix()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each file is one pytest-xdist group (`--dist loadgroup`): a module's fixtures (a small
+    lab of its own on its own bridge, a rig) then exist on one worker only, and files sharing a
+    fixed resource share a group (_SHARED_GROUPS). The longest files come first."""
+    def rank(item: pytest.Item) -> int:
+        path = _rel(item)
+        return next((i for i, prefix in enumerate(_LONGEST_FIRST) if path.startswith(prefix)), len(_LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
+    for item in items:
+        path = _rel(item)
+        group = next((g for prefix, g in _SHARED_GROUPS.items() if path.startswith(prefix)), path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under pytest-xdist as root, a worker running a pure test lowers its priority (nice 10)
+    and raises it back for a lab test: the other worker's lab, whose leases, probes and
+    guard rounds run on real time, keeps the CPU when both want it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or os.geteuid() != 0:
+        return
+    timed = _rel(item).startswith(_TIMED) or item.get_closest_marker("lab") is not None
+    os.setpriority(os.PRIO_PROCESS, 0, 0 if timed else 10)
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,7 @@
-"""The lab, brought up once per test session on its own /24 (198.18.78) and bridge, so it
-never collides with a lab a developer runs by hand (198.18.77) or the machine tests'
-own small labs (198.18.249-253)."""
+"""The lab, brought up once per test session (once per pytest-xdist worker) on its own /24
+(198.18.78; worker gwN: 198.19.(78+N)) and bridge, so it never collides with a lab a developer
+runs by hand (198.18.77), another worker's, or the machine tests' own small labs
+(198.18.249-253)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,20 @@ from orchestrator.traffic.steering import dispatcher_for
 from tests.conftest import REPO, cli
 from tests.integration_alerting.servers import HttpReceiver
 
-# Override to run two test sessions side by side (each needs its own prefix).
-LAB_BASE = os.environ.get("CALLFLEET_TEST_LAB_BASE", "198.18.78")
+
+def _session_base() -> str:
+    """The session lab's prefix: $CALLFLEET_TEST_LAB_BASE (two sessions side by side each need
+    their own), else 198.18.78; under pytest-xdist each worker has a lab of its own on
+    198.19.(78+N) (gwN), so the workers never share a machine, bridge or address."""
+    if "CALLFLEET_TEST_LAB_BASE" in os.environ:
+        return os.environ["CALLFLEET_TEST_LAB_BASE"]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return f"198.19.{78 + int(worker[2:])}"
+    return "198.18.78"
+
+
+LAB_BASE = _session_base()
 
 
 @dataclass(frozen=True)
