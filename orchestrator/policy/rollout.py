@@ -215,6 +215,8 @@ class RolloutSection(_Strict):
     freeze_windows: tuple[FreezeWindow, ...] = ()
     reserve: ReserveSection = ReserveSection()
     drain_timeout_s: float = Field(default=30.0, gt=0, le=24 * 3600, allow_inf_nan=False)
+    stage_next: bool = Field(default=True, description="while a wave's site steps and bakes, stage the next "
+                             "site (preflight, release installed beside the current one; nothing live changes)")
     guard: GuardPolicy = GuardPolicy()
 
 

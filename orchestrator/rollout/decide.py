@@ -51,6 +51,8 @@ class EffectKind(StrEnum):
     HEALTH = "health"
     ROLLBACK = "rollback"
     FLEET_ROLLBACK = "fleet_rollback"
+    STAGE = "stage"  # the next wave's site, in the background (see `stage_next`)
+    UNSTAGE = "unstage"  # a staged site the run never reached, once it has ended (see `unstaged_left`)
 
 
 class WaitKind(StrEnum):
@@ -172,6 +174,43 @@ def guarded_sites(run: RunView, plan: Plan) -> tuple[tuple[str, ...], tuple[str,
     if current and run.phase in (Phase.AWAITING_APPROVAL, Phase.WAITING_FLEET_BAKE, Phase.PREPARING):
         later.insert(0, current)
     return tuple(done), tuple(s for s in later if s not in done)
+
+
+# While a wave's site takes live calls and bakes, nothing else of the run acts: the next site
+# is staged then (preflight, its release installed beside the current one; nothing live changes).
+_STAGING = frozenset({Phase.STEPPING, Phase.BAKING})
+
+
+def stage_next(run: RunView, plan: Plan) -> Effect | None:
+    """The next wave's site to stage now, beside the wave in flight, or None.
+
+    Only a wave that starts at once is staged (one behind an approval or a fleet bake may wait
+    for days), only once, and never while the run is being stopped or judged inconclusive."""
+    progress = run.progress
+    if run.phase not in _STAGING or progress.guard is not None or progress.undo_requested \
+            or progress.abort_requested or progress.inconclusive is not None:
+        return None
+    nxt = run.wave + 1
+    if nxt > len(plan.waves) or nxt in progress.staged or wave_start(plan, nxt, progress) != Phase.PREPARING:
+        return None
+    return Effect(kind=EffectKind.STAGE, wave=nxt, site=plan.waves[nxt - 1].site)
+
+
+def staged_ready(run: RunView) -> bool:
+    """The wave being prepared was staged, complete, from the run's verified bundle: its
+    preflight and install are done."""
+    staged = run.progress.staged.get(run.wave)
+    return staged is not None and staged.ready and staged.digest is not None \
+        and staged.digest == run.progress.bundle_digest
+
+
+def unstaged_left(run: RunView, plan: Plan) -> tuple[Effect, ...]:
+    """Once a run has ended short of its last wave: the staged sites it never reached, whose
+    staged release is to be removed (it is live nowhere)."""
+    if run.phase not in TERMINAL:
+        return ()
+    return tuple(Effect(kind=EffectKind.UNSTAGE, wave=w, site=plan.waves[w - 1].site)
+                 for w in sorted(run.progress.staged) if w > run.wave and not run.progress.staged[w].removed)
 
 
 def _decide(run: RunView, plan: Plan, now: float) -> Decision:

@@ -8,6 +8,7 @@ never skipped), a rollback re-run. A completed wave is never run again.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +35,12 @@ from orchestrator.rollout.decide import (
     RunView,
     Transition,
     Wait,
+    WaitKind,
     decide,
     guarded_sites,
+    stage_next,
+    staged_ready,
+    unstaged_left,
     wave_start,
 )
 from orchestrator.rollout.guard_loop import FleetGuard
@@ -43,7 +48,8 @@ from orchestrator.rollout.journal import Journal, Run
 from orchestrator.rollout.machine import Phase
 from orchestrator.rollout.plan import Plan, Wave, active_freeze
 from orchestrator.rollout.prober import EstateProber, Prober
-from orchestrator.rollout.state import Inconclusive
+from orchestrator.rollout.stager import Stager
+from orchestrator.rollout.state import Inconclusive, Staged
 from orchestrator.rollout.wave_gate import EstateWaveGate, WaveGate
 from orchestrator.site.ops import SiteOps, failures_text
 
@@ -96,6 +102,7 @@ class Executor:
         self.gate: WaveGate = ports.gate or EstateWaveGate(estate=ports.estate, policy=policy.gate)
         self.prober: Prober = ports.prober or EstateProber(ports.estate)
         self.guard: FleetGuard | None = None  # while a drive runs, with a guard policy and eyes
+        self.stager = Stager()  # the next wave's site, staged while this one steps and bakes
         self._effects: dict[EffectKind, Callable[[Run], Outcome | None]] = {
             EffectKind.PREFLIGHT: self._preflight,
             EffectKind.PREPARE: self._prepare,
@@ -160,6 +167,7 @@ class Executor:
                     return outcome
             raise CallfleetError(f"rollout {self.run_id}: gave up after {self.max_actions} actions (a bug)")
         finally:
+            self._collect_staging(wait=True, cancel=True)  # no staging outlives the drive's lease
             if guard is not None:
                 guard.stop()
             self.guard = None
@@ -176,17 +184,93 @@ class Executor:
                           alert=lambda kind, site, detail: self._alert(kind, self._run(), detail, site=site))
 
     def _handle(self, run: Run) -> Outcome | None:
+        if self._collect_staging(wait=False):
+            run = self._run()
         view = RunView(id=run.id, phase=run.phase, wave=run.wave, progress=run.progress, outcome=run.outcome)
         d = decide(view, self.plan, self.ports.clock())
         if isinstance(d, Finish):
+            self._end_staging()
             return Outcome(run=self.run_id, kind=d.kind, phase=run.phase, wave=run.wave, message=d.message,
                            exit_code=d.exit_code)
         if isinstance(d, Transition):
             self._go(d.to, wave=d.wave, site=d.site, progress=d.progress or None, outcome=d.outcome)
             return None
         if isinstance(d, Wait):
+            if d.kind == WaitKind.BAKE:
+                self._stage(view)
+            if self.wait == "return" or d.seconds is None:
+                self._collect_staging(wait=True)  # the next `rollout advance` finds it staged
             return self._waiting(run, d.message, d.seconds)
+        if d.kind in (EffectKind.LIVE_STEPS, EffectKind.HEALTH):
+            self._stage(view)
+        elif d.kind in (EffectKind.ROLLBACK, EffectKind.FLEET_ROLLBACK):
+            self._collect_staging(wait=False, cancel=True)  # a rollback never waits for staging
+        elif d.kind == EffectKind.PREPARE and self._collect_staging(wait=True):
+            run = self._run()
         return self._effects[d.kind](run)
+
+    # -- staging the next site (issue #16, item 3) ---------------------------------------
+    def _stage(self, view: RunView) -> None:
+        """Start staging the site `stage_next` names, in the background, unless one is under way."""
+        if not self.policy.rollout.stage_next or self.stager.busy:
+            return
+        effect = stage_next(view, self.plan)
+        if effect is None or effect.site is None:
+            return
+        wave = self._wave(effect.wave)
+        try:
+            bundle = self._same_bundle(self._run())
+        except CallfleetError:
+            return  # the wave's own preparation says why, in its turn
+        staged = Staged(digest=view.progress.bundle_digest)
+        self.j.update_progress(self.run_id, {"staged": {**self._run().progress.staged, effect.wave: staged}})
+        self.j.record(self.run_id, "stage", site=wave.site, data={"wave": effect.wave, "state": "begun"})
+        self._say(f"wave {effect.wave} ({wave.site}): staging {wave.to_release} beside its current release "
+                  f"while wave {view.wave} ({self._wave(view.wave).site}) is live")
+        ops = self.ports.site_ops
+
+        def work(cancel: threading.Event) -> tuple[bool, str]:
+            result = ops.stage(wave.site, wave.to_release, bundle, cancel)
+            return result.succeeded, "" if result.succeeded else failures_text(result)
+
+        self.stager.start(effect.wave, wave.site, work)
+
+    def _collect_staging(self, *, wait: bool, cancel: bool = False) -> bool:
+        """Journal a finished staging run (True when one was)."""
+        outcome = self.stager.collect(wait=wait, cancel=cancel)
+        if outcome is None:
+            return False
+        staged = self._run().progress.staged
+        before = staged.get(outcome.wave) or Staged(digest=None)
+        done = before.model_copy(update={"ready": outcome.ok, "seconds": outcome.seconds})
+        self.j.update_progress(self.run_id, {"staged": {**staged, outcome.wave: done}})
+        self.j.record(self.run_id, "stage", site=outcome.site,
+                      data={"wave": outcome.wave, "state": "ready" if outcome.ok else "failed",
+                            "seconds": outcome.seconds, "detail": outcome.detail})
+        self._say(f"wave {outcome.wave} ({outcome.site}): staged in {outcome.seconds:.1f}s" if outcome.ok else
+                  f"wave {outcome.wave} ({outcome.site}): staging failed ({outcome.detail or 'cancelled'}); "
+                  "its preparation runs in its turn")
+        return True
+
+    def _end_staging(self) -> None:
+        """The run has ended: staging stops, and a staged site the run never reached loses the
+        staged release (live nowhere there)."""
+        self._collect_staging(wait=True, cancel=True)
+        run = self._run()
+        view = RunView(id=run.id, phase=run.phase, wave=run.wave, progress=run.progress, outcome=run.outcome)
+        for effect in unstaged_left(view, self.plan):
+            wave = self._wave(effect.wave)
+            try:
+                result = self._effect("unstage", wave.site, lambda w=wave: self.ports.site_ops.unstage(  # type: ignore[misc]
+                    w.site, w.to_release))
+                ok, why = result.succeeded, failures_text(result)
+            except CallfleetError as exc:
+                ok, why = False, exc.message
+            staged = self._run().progress.staged
+            self.j.update_progress(self.run_id, {"staged": {**staged, effect.wave: staged[effect.wave].model_copy(
+                update={"removed": True})}})
+            self._say(f"wave {effect.wave} ({wave.site}): staged {wave.to_release} removed" if ok else
+                      f"wave {effect.wave} ({wave.site}): could not remove the staged {wave.to_release}: {why}")
 
     # -- phase handlers ----------------------------------------------------------------
     def _halt(self, reason: str, *, code: int, rollback: bool, run: Run,
@@ -231,6 +315,11 @@ class Executor:
             bundle = self._same_bundle(run)
         except CallfleetError as exc:
             self._halt(f"wave {run.wave} ({wave.site}): {exc.message}", code=exc.exit_code, rollback=False, run=run)
+            return None
+        view = RunView(id=run.id, phase=run.phase, wave=run.wave, progress=run.progress, outcome=run.outcome)
+        if staged_ready(view):
+            self._say(f"wave {run.wave} ({wave.site}): staged earlier, preflight and install done")
+            self._go(Phase.DRAINING, site=wave.site)
             return None
         result = self._effect("preflight", wave.site,
                               lambda: self.ports.site_ops.preflight(wave.site, wave.to_release, bundle))

@@ -58,6 +58,15 @@ class Inconclusive(Frozen):
     checked: bool = Field(default=False, description="the guard was asked and named no upgraded site")
 
 
+class Staged(Frozen):
+    """A wave's site staged ahead of its turn: its release installed beside the current one."""
+
+    digest: str | None = Field(description="the bundle digest staged (the run's verified bundle)")
+    ready: bool = Field(default=False, description="preflight and install succeeded (false: begun, or failed)")
+    seconds: float = Field(default=0.0, ge=0, description="how long staging took")
+    removed: bool = Field(default=False, description="unstaged after the run ended short of it")
+
+
 class RunProgress(Frozen):
     """Everything a run records besides its phase and wave."""
 
@@ -73,6 +82,7 @@ class RunProgress(Frozen):
     fleet_done_at: float | None = Field(default=None, description="when the last non-reserve wave ended")
     done_waves: tuple[int, ...] = ()
     waves: dict[int, WaveProgress] = Field(default_factory=dict)
+    staged: dict[int, Staged] = Field(default_factory=dict, description="wave -> its site staged ahead of its turn")
     policy_digest: str | None = None
     bundle_digest: str | None = None
 

@@ -7,6 +7,7 @@ and `site rollback` compose them for people at a terminal.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,11 +34,15 @@ class SiteOps:
         self.on_event = on_event
         self.drain_timeout_s = drain_timeout_s
 
-    def _play(self, name: str, site: str, extra: dict[str, object], *, check: bool = False) -> RunResult:
+    def _play(self, name: str, site: str, extra: dict[str, object], *, check: bool = False,
+              background: threading.Event | None = None) -> RunResult:
+        # A background run (staging the next site) has its own private dir and reports no task
+        # events: it runs beside the wave in flight, whose own runs keep theirs.
         return runner.run(inventory=self.inventory, trust=ssh_trust(self.estate),
                           playbook=playbooks_dir() / f"{name}.yml",
                           extra_vars={"callfleet_target": site, **extra}, check=check,
-                          on_event=self.on_event, private_dir=self.work_dir / "ansible",
+                          on_event=None if background else self.on_event, cancel=background,
+                          private_dir=self.work_dir / ("ansible-stage" if background else "ansible"),
                           expect_hosts=frozenset(h.name for h in self.estate.site(site).hosts))
 
     def preflight(self, site: str, version: str, bundle: Path | None, *, check: bool = False) -> RunResult:
@@ -46,6 +51,18 @@ class SiteOps:
         if bundle is not None:
             extra["callserver_bundle_dir"] = str(bundle)
         return self._play("preflight", site, extra, check=check)
+
+    def stage(self, site: str, version: str, bundle: Path | None, cancel: threading.Event) -> RunResult:
+        """The preflight run, in the background, while another site's wave is in flight
+        (`cancel` stops it: a halt does not wait for it)."""
+        extra: dict[str, object] = {"callserver_target_release": version}
+        if bundle is not None:
+            extra["callserver_bundle_dir"] = str(bundle)
+        return self._play("preflight", site, extra, background=cancel)
+
+    def unstage(self, site: str, version: str) -> RunResult:
+        """Remove `version` from each host of `site` where it is neither current nor previous."""
+        return self._play("unstage", site, {"callserver_target_release": version})
 
     def switch(self, site: str, version: str, *, digest: str | None = None, check: bool = False) -> RunResult:
         """Re-verify `version` on each host (against `digest`, the verified manifest's sha256,

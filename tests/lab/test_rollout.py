@@ -30,7 +30,7 @@ from orchestrator.traffic.edge import SshEdge
 from tests.conftest import REPO, cli
 from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PASSWORD, config_doc
 from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
-from tests.lab.conftest import Lab, edge_list_text, restore_stock
+from tests.lab.conftest import Lab, edge_list_text, on_host, restore_stock
 from tests.lab.releases import breaks_after_reconnect, counter_cap, make_release, rejects_after
 from tests.pg_server import PgServer
 
@@ -174,6 +174,12 @@ def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing
         assert Phase(later.phase) in TRANSITIONS[Phase(earlier.phase)]
     gates = [e.site for e in j.events(run.id, kind="gate")]
     assert gates[0] == waves[0]["site"]
+    # each wave after the canary was staged while the one before it stepped and baked, so its
+    # own turn began at the drain; the reserve (behind its fleet bake) is prepared in its turn
+    staged = [e.site for e in j.events(run.id, kind="stage") if e.data["state"] == "ready"]
+    prepared = [e.site for e in j.events(run.id, kind="before") if e.data.get("effect") == "preflight"]
+    assert staged == [w["site"] for w in waves[1:-1]], staged
+    assert prepared == [waves[0]["site"], waves[-1]["site"]], prepared
     assert watch.samples > 100 and watch.worst == 1
     assert all(r == {"5.6.0-lab2"} for r in releases(lab).values())
     assert edge_all_full(lab)
@@ -199,6 +205,22 @@ def test_plan_then_a_good_release_canary_first_one_site_at_a_time_losing_nothing
     assert again.returncode == 2 and "already rolled back" in again.stdout, again.stdout
     public = traffic.stop()
     assert public["attempted"] > 500 and public["failed"] == 0, public
+
+
+def _touched(j: Journal, run_id: str) -> set[str]:
+    """The sites a run changed (an effect on them), staged sites it only removed a copy from aside."""
+    return {e.site for e in j.events(run_id) if e.kind == "before" and e.site and e.data.get("effect") != "unstage"}
+
+
+def _no_staged_copy_left(lab: Lab, j: Journal, run_id: str, version: str) -> None:
+    """A run that ended short of a site it had staged removed the staged release there: no host
+    of a site the run never switched holds `version`."""
+    staged = {e.site for e in j.events(run_id, kind="stage")}
+    for site in staged - _touched(j, run_id):
+        for host in lab.estate.site(site).hosts:
+            left = on_host(lab, host.name, f"ls {host.root}/releases").split()
+            assert version not in left, f"{host.name} still holds the staged {version}: {left}"
+    print(f"staged: {sorted(staged)}; unstaged: {sorted(staged - _touched(j, run_id))}")
 
 
 # The canary's restart to the end of its wave takes about 40 s under FAST: a bug waking 60 s
@@ -250,10 +272,11 @@ def test_a_bug_waking_after_the_canary_is_caught_by_the_fleet_guard_and_the_flee
     fired, fleet = run.progress.guard, run.progress.fleet
     assert fired is not None and fired.culprits[0] == canary and canary in fired.drained, fired
     assert fleet is not None and fleet.done[0] == canary and fleet.failed == () and fleet.queue == ()
-    touched = {e.site for e in j.events(run.id) if e.kind == "before" and e.site}
+    touched = _touched(j, run.id)
     assert reserve not in touched  # the reserve never ran the release
     assert set(fleet.done) == touched  # every site the run touched went back
     assert len(touched) >= 2  # the canary's own waves passed: the fault woke after them
+    _no_staged_copy_left(lab, j, run.id, version)
     (event,) = j.events(run.id, kind="guard")
     culprit = next(c for c in event.data["culprits"] if c["site"] == canary)
     rounds = event.data["round"] - culprit["since_round"] + 1
@@ -296,9 +319,10 @@ def test_kill_9_during_the_fleet_rollback_then_resume_ends_on_the_known_good_rel
     run = j.run(run_id)
     fleet = run.progress.fleet
     assert run.phase == Phase.HALTED and fleet is not None and fleet.queue == () and fleet.failed == ()
-    touched = {e.site for e in j.events(run_id) if e.kind == "before" and e.site}
+    touched = _touched(j, run_id)
     assert set(fleet.done) == touched
     assert j.integrity_ok()
+    _no_staged_copy_left(lab, j, run_id, "5.6.0-late-bug-2")
     assert releases(lab) == before
     assert edge_all_full(lab)
 
@@ -329,7 +353,7 @@ def test_a_reconnection_bug_is_halted_at_the_canary_rolled_back_and_alerted_on_e
     j = Journal(Path(env["journal"]))
     run = j.run(out["run"])
     canary = run.plan["waves"][0]["site"]
-    touched = {e.site for e in j.events(run.id) if e.kind == "before" and e.site}
+    touched = _touched(j, run.id)
     assert touched == {canary}
     assert releases(lab) == before
     assert edge_all_full(lab)

@@ -21,12 +21,15 @@ from orchestrator.rollout.decide import (
     decide,
     fleet_rollback,
     guarded_sites,
+    stage_next,
+    staged_ready,
+    unstaged_left,
     upgraded_sites,
     wave_start,
 )
 from orchestrator.rollout.machine import TERMINAL, IllegalTransition, Phase, check
 from orchestrator.rollout.plan import Plan, plan_digest
-from orchestrator.rollout.state import FleetRollback, RunProgress, WaveProgress
+from orchestrator.rollout.state import FleetRollback, GuardFired, Inconclusive, RunProgress, Staged, WaveProgress
 
 NOW = 1_000.0
 
@@ -268,3 +271,55 @@ def test_a_wave_starts_at_its_approval_then_its_fleet_bake() -> None:
     assert wave_start(PLAN, 2, _p(approvals={2: "ann"})) == Phase.PREPARING
     assert wave_start(PLAN, 3, RunProgress()) == Phase.WAITING_FLEET_BAKE
     assert wave_start(PLAN, 1, RunProgress()) == Phase.PREPARING
+
+
+# -- staging the next site while a wave steps and bakes (issue #16, item 3) ----------------
+FOUR = _plan(_wave(1, "site1", "canary"), _wave(2, "site2", "wave"), _wave(3, "site3", "wave", approval=True),
+             _wave(4, "site4", "reserve", fleet_bake=30))
+STAGED = Staged(digest="d1", ready=True)
+
+STAGE_ROWS: list[tuple[str, RunView, Effect | None]] = [
+    ("wave 1 steps: wave 2 is staged", _run(Phase.STEPPING, 1), Effect(kind=EffectKind.STAGE, wave=2, site="site2")),
+    ("wave 1 bakes: the same", _run(Phase.BAKING, 1), Effect(kind=EffectKind.STAGE, wave=2, site="site2")),
+    ("already staged (or begun): once only", _run(Phase.BAKING, 1, _p(staged={2: Staged(digest="d1")})), None),
+    ("wave 1 gating: its site is not proven yet", _run(Phase.GATING, 1), None),
+    ("wave 2 preparing: nothing beside it", _run(Phase.PREPARING, 2), None),
+    ("the next wave waits for an approval", _run(Phase.BAKING, 2), None),
+    ("the next wave waits for the fleet bake", _run(Phase.BAKING, 3, _p(approvals={3: "ann"})), None),
+    ("the next wave approved in advance", _run(Phase.BAKING, 2, _p(approvals={3: "ann"})),
+     Effect(kind=EffectKind.STAGE, wave=3, site="site3")),
+    ("the last wave: nothing after it", _run(Phase.BAKING, 4, _p(approvals={3: "ann"})), None),
+    ("an abort asked", _run(Phase.BAKING, 1, _p(abort_requested="ann")), None),
+    ("an undo asked", _run(Phase.BAKING, 1, _p(undo_requested="ann")), None),
+    ("the guard fired", _run(Phase.STEPPING, 1, _p(guard=GuardFired(at=1.0, culprits=("site1",)))), None),
+    ("an inconclusive step being attributed",
+     _run(Phase.STEPPING, 1, _p(inconclusive=Inconclusive(wave=1, phase=Phase.STEPPING, reason="r"))), None),
+]
+
+
+@pytest.mark.parametrize(("name", "run", "expected"), STAGE_ROWS, ids=[r[0] for r in STAGE_ROWS])
+def test_the_next_site_is_staged_only_beside_a_live_wave_and_only_when_it_starts_at_once(
+        name: str, run: RunView, expected: Effect | None) -> None:
+    assert stage_next(run, FOUR) == expected
+
+
+@pytest.mark.parametrize(("staged", "ready"), [
+    ({2: STAGED}, True),
+    ({}, False),
+    ({2: Staged(digest="d1")}, False),  # begun, or failed: its preparation runs in its turn
+    ({2: Staged(digest="d0", ready=True)}, False),  # another bundle than the run's verified one
+    ({3: STAGED}, False),
+])
+def test_a_wave_skips_its_preparation_only_when_staged_complete_from_the_runs_bundle(
+        staged: dict[int, Staged], ready: bool) -> None:
+    assert staged_ready(_run(Phase.PREPARING, 2, _p(staged=staged, bundle_digest="d1"))) is ready
+
+
+def test_a_run_ended_short_of_staged_sites_unstages_them_and_only_them() -> None:
+    staged = {2: STAGED, 3: STAGED, 4: Staged(digest="d1", removed=True)}
+    halted = _run(Phase.HALTED, 2, _p(staged=staged))
+    assert unstaged_left(halted, FOUR) == (Effect(kind=EffectKind.UNSTAGE, wave=3, site="site3"),)
+    assert unstaged_left(_run(Phase.BAKING, 2, _p(staged=staged)), FOUR) == ()  # not ended: nothing
+    assert unstaged_left(_run(Phase.COMPLETED, 4, _p(staged=staged)), FOUR) == ()
+    # decide still reports the end: unstaging is the executor's last act, not a phase
+    assert isinstance(decide(halted, FOUR, NOW), Finish)
