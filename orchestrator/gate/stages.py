@@ -122,46 +122,59 @@ def drill(*, estate: Estate, site: str, baselines: Sequence[str], policy: GatePo
 
 
 class MemorySample(BaseModel):
-    """Memory of one host at one moment."""
+    """Memory of one host at one moment, and the SIP transactions tm still held then."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     host: str
     t: float
     shm_real_used: int
     rss_kb: int
+    transactions: int = 0
 
 
 def sample_memory(estate: Estate, hosts: Sequence[Host]) -> list[MemorySample]:
-    """core.shmmem real_used and the main process's RSS on each host, over SSH (Fabric)."""
+    """core.shmmem real_used, tm's current transactions and the main process's RSS on each
+    host, over SSH (Fabric), all hosts at once."""
     def one(host: Host) -> MemorySample:
-        cmd = (f"{hostcmd.kamcmd(estate, host)} core.shmmem | awk '/real_used/ {{print $2}}'; "
+        ctl = hostcmd.kamcmd(estate, host)
+        cmd = (f"{ctl} core.shmmem | awk '/real_used/ {{print $2}}'; "
+               f"{ctl} tm.stats | awk '$1 == \"current:\" {{print $2}}'; "
                f"ps -o rss= -p $({hostcmd.main_pid(estate, host)})")
         result = run_on_hosts(estate=estate, hosts=[host], command=cmd, timeout=15).results[0]
         nums = [int(x) for x in result.stdout.split() if x.isdigit()]
-        if not result.ok or len(nums) != 2:
+        if not result.ok or len(nums) != 3:
             raise RemoteError(f"{host.name}: memory sample failed: {result.error or result.stdout.strip()}")
-        return MemorySample(host=host.name, t=time.time(), shm_real_used=nums[0], rss_kb=nums[1])
+        return MemorySample(host=host.name, t=time.time(), shm_real_used=nums[0], transactions=nums[1],
+                            rss_kb=nums[2])
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         return list(pool.map(one, hosts))
 
 
+def settled(last: Sequence[MemorySample], now: Sequence[MemorySample], *, tolerance: int) -> bool:
+    """Settled: no host holds a transaction any more, and none's shared memory still fell by
+    more than `tolerance` bytes since the sample before (memory freed after its transactions)."""
+    return all(a.transactions == 0 and b.shm_real_used - a.shm_real_used <= tolerance
+               for b, a in zip(last, now, strict=True))
+
+
 def settled_memory(estate: Estate, hosts: Sequence[Host], *, settle_s: float,
                    sleep: Callable[[float], None] = time.sleep, max_extra_s: float = 20.0,
-                   tolerance: int = 8192) -> list[MemorySample]:
-    """Memory once finished transactions have been freed: wait `settle_s`, then sample every
-    second until no host's shared memory still falls by more than `tolerance` bytes (bounded
-    by `max_extra_s`). A busy machine frees them late; a leak never falls, so it settles at once."""
-    sleep(settle_s)
-    last = sample_memory(estate, hosts)
+                   tolerance: int = 8192, poll_s: float = 0.25,
+                   sample: Callable[[Estate, Sequence[Host]], list[MemorySample]] = sample_memory,
+                   ) -> list[MemorySample]:
+    """Memory once finished calls have been freed: sampled every `poll_s` until `settled`
+    (tm frees a finished transaction after its wait timer, 5 s by default), at most
+    `settle_s + max_extra_s`; the last sample. A leak is not a transaction: it settles the same."""
+    last = sample(estate, hosts)
     waited = 0.0
-    while waited < max_extra_s:
-        sleep(1.0)
-        waited += 1.0
-        now = sample_memory(estate, hosts)
-        falling = any(b.shm_real_used - a.shm_real_used > tolerance for b, a in zip(last, now, strict=True))
+    while waited < settle_s + max_extra_s:
+        sleep(poll_s)
+        waited += poll_s
+        now = sample(estate, hosts)
+        done = settled(last, now, tolerance=tolerance)
         last = now
-        if not falling:
+        if done:
             break
     return last
 

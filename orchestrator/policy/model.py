@@ -61,7 +61,9 @@ class SoakPolicy(_Strict):
     duration_s: float = Field(default=20.0, gt=0, le=7 * 24 * 3600)
     rate: float = Field(default=100.0, gt=0, le=1000, description="calls/s for the site, over all numbers")
     sample_every_s: float = Field(default=5.0, gt=0, le=3600)
-    settle_s: float = Field(default=6.0, ge=0, le=3600, description="wait after load for transactions to clear")
+    settle_s: float = Field(default=6.0, ge=0, le=3600, description=(
+        "the wait after load for transactions to clear; memory is read as soon as none is left "
+        "(kamcmd tm.stats), at most this plus 20 s"))
     # Ceilings past any real call's footprint: a huge value would silently disable the check.
     max_shm_bytes_per_call: float = Field(default=64.0, ge=0, le=1_048_576)
     max_rss_bytes_per_call: float = Field(default=2048.0, ge=0, le=16_777_216)
