@@ -36,9 +36,10 @@ demo: install ## the main job: lab up, a good release canary-first over 6 sites,
 lab-down: venv ## stop every lab process
 	$(VENV)/bin/callfleet lab down
 
-# Two pytest-xdist workers, each with a lab of its own (tests/lab/conftest.py), a file per
-# worker at a time (tests/conftest.py groups them); TEST_PARALLEL= runs the suite in one process.
-TEST_PARALLEL ?= -n 2 --dist loadgroup --no-loadscope-reorder
+# Two pytest-xdist workers, each with a lab of its own (tests/lab/conftest.py), a whole file per
+# worker at a time, the longest first (tests/conftest.py's scheduler); TEST_PARALLEL= runs the
+# suite in one process.
+TEST_PARALLEL ?= -n 2 --dist loadscope --no-loadscope-reorder
 
 test: install ## lint, types, unit, lab integration tests, whole rollouts and incident replays (what CI runs)
 	@tools/pulumi/build.sh --background  # the engine builds (niced) while the lab tests run; its tests wait

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,14 +29,13 @@ os.environ["CALLFLEET_LOCK_DIR"] = _LOCKS
 procs.ensure_venv_bin_on_path()
 
 
-# Files that share a fixed resource (a lab prefix, a bridge) run on one pytest-xdist worker,
-# one after the other: the provisioning tests all use the lab prefix 198.18.79.
-_SHARED_GROUPS = {"tests/unit/provision/": "provision-198.18.79"}
+# Under pytest-xdist a file runs on one worker, whole: a module's fixtures (a small lab of its
+# own on its own bridge, a rig) then exist on one worker only. Files that share a fixed
+# resource share a scope: the provisioning tests all use the lab prefix 198.18.79.
+_SHARED_SCOPES = {"tests/unit/provision/": "tests/unit/provision/"}
 # Tests that bring up labs of their own or time real traffic: never niced (see below).
 _TIMED = ("tests/lab/", "tests/scenarios/", "tests/unit/provision/", "tests/unit/test_lab_shape.py")
-
-
-# The longest files first (minutes in a serial run): workers take groups in collection order
+# The longest files first (minutes in a serial run): workers take files in collection order
 # as they free up, so the longest-first order keeps the two workers' ends close together.
 _LONGEST_FIRST = ("tests/lab/test_rollout.py", "tests/lab/test_gate.py", "tests/scenarios/",
                   "tests/unit/provision/", "tests/lab/test_watch_psap.py", "tests/lab/test_wheel.py",
@@ -46,20 +46,32 @@ def _rel(item: pytest.Item) -> str:
     return Path(str(item.fspath)).relative_to(REPO).as_posix()
 
 
+def scope_of(nodeid: str) -> str:
+    """The pytest-xdist scope of a test: its file, or the shared scope of its directory."""
+    path = nodeid.split("::", 1)[0]
+    return next((scope for prefix, scope in _SHARED_SCOPES.items() if path.startswith(prefix)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Scopes by `scope_of`, handed out in collection order (the longest files first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return FileScopes(config, log)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each file is one pytest-xdist group (`--dist loadgroup`): a module's fixtures (a small
-    lab of its own on its own bridge, a rig) then exist on one worker only, and files sharing a
-    fixed resource share a group (_SHARED_GROUPS). The longest files come first."""
+    """The longest files first; a file's tests keep their order (a stable sort)."""
     def rank(item: pytest.Item) -> int:
         path = _rel(item)
         return next((i for i, prefix in enumerate(_LONGEST_FIRST) if path.startswith(prefix)), len(_LONGEST_FIRST))
 
-    items.sort(key=rank)  # stable: a file's tests keep their order
-    for item in items:
-        path = _rel(item)
-        group = next((g for prefix, g in _SHARED_GROUPS.items() if path.startswith(prefix)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(tryfirst=True)
