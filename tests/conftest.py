@@ -37,9 +37,10 @@ _SHARED_SCOPES = {"tests/unit/provision/": "tests/unit/provision/"}
 _TIMED = ("tests/lab/", "tests/scenarios/", "tests/unit/provision/", "tests/unit/test_lab_shape.py")
 # The longest files first (minutes in a serial run): workers take files in collection order
 # as they free up, so the longest-first order keeps the two workers' ends close together.
-_LONGEST_FIRST = ("tests/lab/test_rollout.py", "tests/lab/test_gate.py", "tests/scenarios/",
-                  "tests/unit/provision/", "tests/lab/test_watch_psap.py", "tests/lab/test_wheel.py",
-                  "tests/lab/test_production_path.py", "tests/lab/test_site_upgrade.py")
+_LONGEST_FIRST = ("tests/lab/rollout/test_rollout_recovery.py", "tests/lab/rollout/test_rollout.py",
+                  "tests/lab/test_gate.py", "tests/scenarios/", "tests/unit/provision/",
+                  "tests/lab/test_watch_psap.py", "tests/lab/test_wheel.py", "tests/lab/test_production_path.py",
+                  "tests/lab/test_site_upgrade.py")
 
 
 def _rel(item: pytest.Item) -> str:
