@@ -36,10 +36,11 @@ demo: install ## the main job: lab up, a good release canary-first over 6 sites,
 lab-down: venv ## stop every lab process
 	$(VENV)/bin/callfleet lab down
 
-# Two pytest-xdist workers, each with a lab of its own (tests/lab/conftest.py), a whole file per
-# worker at a time, the longest first (tests/conftest.py's scheduler); TEST_PARALLEL= runs the
-# suite in one process.
-TEST_PARALLEL ?= -n 2 --dist loadscope --no-loadscope-reorder
+# One process by default: on two cores, two labs at once slow every timed test (leases, bakes,
+# watch rounds) until some fail. With more cores: TEST_PARALLEL="-n 2 --dist loadscope
+# --no-loadscope-reorder" gives each pytest-xdist worker a lab of its own (tests/lab/conftest.py)
+# and a whole file at a time, the longest first (tests/conftest.py's scheduler).
+TEST_PARALLEL ?=
 
 test: install ## lint, types, unit, lab integration tests, whole rollouts and incident replays (what CI runs)
 	@tools/pulumi/build.sh --background  # the engine builds (niced) while the lab tests run; its tests wait

@@ -198,8 +198,8 @@ class Executor:
         if isinstance(d, Wait):
             if d.kind == WaitKind.BAKE:
                 self._stage(view)
-            if self.wait == "return" or d.seconds is None:
-                self._collect_staging(wait=True)  # the next `rollout advance` finds it staged
+            if d.seconds is None:
+                self._collect_staging(wait=True)  # an approval may take days: staging ends first
             return self._waiting(run, d.message, d.seconds)
         if d.kind in (EffectKind.LIVE_STEPS, EffectKind.HEALTH):
             self._stage(view)
@@ -211,8 +211,12 @@ class Executor:
 
     # -- staging the next site (issue #16, item 3) ---------------------------------------
     def _stage(self, view: RunView) -> None:
-        """Start staging the site `stage_next` names, in the background, unless one is under way."""
-        if not self.policy.rollout.stage_next or self.stager.busy:
+        """Start staging the site `stage_next` names, in the background, unless one is under way.
+
+        Only in a drive that goes on through the bake (`upgrade`, `rollout resume`): one that
+        stops at the bake (`rollout advance`, `--no-wait`) would have to wait for the staging
+        before it returns, and the bake's clock would run out meanwhile."""
+        if not self.policy.rollout.stage_next or self.stager.busy or self.wait == "return":
             return
         effect = stage_next(view, self.plan)
         if effect is None or effect.site is None:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Literal
 
 from orchestrator.ansible.runner import RunResult
 from orchestrator.estate.model import EmergencyNumber, Estate, Host, Site
@@ -87,7 +88,8 @@ class Prober:
 
 
 def _drive(tmp_path: Path, ops_kwargs: dict[str, object] | None = None,
-           policy: dict[str, object] | None = None) -> tuple[Journal, str, Ops]:
+           policy: dict[str, object] | None = None, wait: Literal["sleep", "return"] = "sleep",
+           ) -> tuple[Journal, str, Ops]:
     """Wave 1 (the canary) live and baking on 5.6.0, its bake over; the run driven from there."""
     bundle = build_bundle(source=REPO / "releases" / "stock", version="5.6.0", out_dir=tmp_path / "store")
     plan = make_plan(f"stage-{tmp_path.name}", SITES)
@@ -104,7 +106,7 @@ def _drive(tmp_path: Path, ops_kwargs: dict[str, object] | None = None,
     ports = Ports(estate=_estate(), site_ops=ops, bundle=bundle, metrics=None,  # type: ignore[arg-type]
                   gate=Gate(Verdict.PASS), prober=Prober(), clock=lambda: 1000.0, sleep=lambda s: None)
     Executor(journal=j, run_id=run.id, policy=RolloutPolicy.model_validate({"rollout": policy or {}}),
-             ports=ports).drive()
+             ports=ports, wait=wait).drive()
     return j, run.id, ops
 
 
@@ -136,3 +138,11 @@ def test_staging_off_prepares_every_wave_in_its_turn(tmp_path: Path) -> None:
     j, run_id, ops = _drive(tmp_path, policy={"stage_next": False})
     assert ops.staged == [] and ops.prepared == ["site2"] and ops.unstaged == []
     assert j.run(run_id).progress.staged == {}
+
+
+def test_a_drive_that_stops_at_the_bake_stages_nothing(tmp_path: Path) -> None:
+    """`rollout advance` and `--no-wait` return at the bake: waiting for a staging run there
+    would let the bake's clock run out, so each wave prepares in its turn."""
+    j, run_id, ops = _drive(tmp_path, wait="return")
+    assert ops.staged == [] and j.run(run_id).progress.staged == {}
+    assert ops.prepared == ["site2"]  # wave 2 prepared in its turn
