@@ -33,7 +33,7 @@ from orchestrator.policy.guard import GuardPolicy
 from orchestrator.rollout.journal import Journal
 
 BASE = "198.18.92"
-# The lab tests' policy (tests/lab/rollout/): short gate and bakes, guard defaults.
+# The lab tests' policy (tests/lab/test_rollout/): short gate and bakes, guard defaults.
 POLICY = REPO / "policies" / "lab-tests.yml"
 
 

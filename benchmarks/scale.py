@@ -4,7 +4,7 @@
 For each shape (sites x hosts per site) a lab of that shape is brought up on 198.18.97 (its own
 temporary state directory, taken down after), the background caller started (20 calls/s), and
 a good release rolled out with `callfleet upgrade` under a fast lab policy (the one of
-tests/lab/rollout/: 100 calls per number, 3 s soak, two live steps, 2 s bakes).
+tests/lab/test_rollout/: 100 calls per number, 3 s soak, two live steps, 2 s bakes).
 Measured per shape:
 
   - rollout s: the upgrade command's wall time;
@@ -149,7 +149,7 @@ def one_shape(sites: int, hosts: int) -> dict[str, Any]:
 
 def report(rows: list[dict[str, Any]], shapes: list[tuple[int, int]]) -> None:
     """benchmarks/results/scale.{json,md}."""
-    policy = "fast lab policy (tests/lab/rollout/ FAST, slower probes, delay ceilings 5 s)"
+    policy = "fast lab policy (tests/lab/test_rollout/ FAST, slower probes, delay ceilings 5 s)"
     write("scale", params={"policy": policy,
                            "background calls/s": 20,
                            "shapes": " ".join(f"{s}x{h}" for s, h in shapes)},

@@ -37,7 +37,7 @@ _SHARED_SCOPES = {"tests/unit/provision/": "tests/unit/provision/"}
 _TIMED = ("tests/lab/", "tests/scenarios/", "tests/unit/provision/", "tests/unit/test_lab_shape.py")
 # The longest files first (minutes in a serial run): workers take files in collection order
 # as they free up, so the longest-first order keeps the two workers' ends close together.
-_LONGEST_FIRST = ("tests/lab/rollout/test_rollout_recovery.py", "tests/lab/rollout/test_rollout.py",
+_LONGEST_FIRST = ("tests/lab/test_rollout/test_rollout_recovery.py", "tests/lab/test_rollout/test_rollout.py",
                   "tests/lab/test_gate.py", "tests/scenarios/", "tests/unit/provision/",
                   "tests/lab/test_watch_psap.py", "tests/lab/test_wheel.py", "tests/lab/test_production_path.py",
                   "tests/lab/test_site_upgrade.py")
@@ -67,7 +67,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest files first; a file's tests keep their order (a stable sort)."""
+    """Under pytest-xdist, the longest files first; a file's tests keep their order (a stable
+    sort). One process keeps pytest's own order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
     def rank(item: pytest.Item) -> int:
         path = _rel(item)
         return next((i for i, prefix in enumerate(_LONGEST_FIRST) if path.startswith(prefix)), len(_LONGEST_FIRST))

@@ -18,13 +18,13 @@ from orchestrator.lab.variants import make_release
 from orchestrator.rollout.journal import Journal
 from tests.conftest import cli
 from tests.lab.conftest import Lab
-from tests.lab.rollout.rig import FAST, edge_all_full, releases
+from tests.lab.test_rollout.rig import FAST, edge_all_full, releases
 
 DRAINED_STAGES = {"synthetic+canary", "drill", "soak"}  # the gate stages run before any live call
 
 
 def policy(**gate: dict[str, Any]) -> dict[str, Any]:
-    """tests/lab/rollout/rig.py's fast lab policy with some gate stages changed."""
+    """tests/lab/test_rollout/rig.py's fast lab policy with some gate stages changed."""
     doc: dict[str, Any] = copy.deepcopy(dict(FAST))
     doc["name"] = "lab-replay"
     # The lab shares two cores with other test sessions: under load every site's setup delay

@@ -1,7 +1,7 @@
 """`rollout undo`'s journal side: a finished run reopened under the lock, and the refusals.
 
 The fleet rollback itself (drain, switch back, restore, one site at a time) runs on the lab:
-tests/lab/rollout/ undoes its completed six-site rollout."""
+tests/lab/test_rollout/ undoes its completed six-site rollout."""
 
 from __future__ import annotations
 

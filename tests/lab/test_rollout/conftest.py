@@ -13,7 +13,7 @@ from orchestrator.rollout.journal import Journal
 from tests.conftest import cli
 from tests.lab.conftest import Lab, restore_stock
 from tests.lab.releases import breaks_after_reconnect, make_release
-from tests.lab.rollout.rig import FAST, Caller, Spawned
+from tests.lab.test_rollout.rig import FAST, Caller, Spawned
 from tests.pg_server import PgServer
 
 

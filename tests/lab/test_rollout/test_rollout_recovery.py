@@ -24,7 +24,7 @@ from orchestrator.schemas import validate
 from tests.conftest import REPO, cli
 from tests.lab.conftest import Lab
 from tests.lab.releases import make_release, rejects_after
-from tests.lab.rollout.rig import (
+from tests.lab.test_rollout.rig import (
     FAST,
     LATE_S,
     Caller,

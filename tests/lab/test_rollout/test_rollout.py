@@ -23,7 +23,7 @@ from tests.integration_alerting.conftest import SECRETS, SMPP_PASSWORD, SMTP_PAS
 from tests.integration_alerting.servers import BlackHole, HttpReceiver, SmppServer, SmtpServer
 from tests.lab.conftest import Lab
 from tests.lab.releases import counter_cap, make_release, rejects_after
-from tests.lab.rollout.rig import (
+from tests.lab.test_rollout.rig import (
     FAST,
     LATE_S,
     Caller,
