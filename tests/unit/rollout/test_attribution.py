@@ -24,6 +24,7 @@ from orchestrator.rollout.executor import Executor, Ports
 from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import Phase
 from orchestrator.traffic.steering import SiteTraffic
+from tests.unit.rollout.plans import journal_run, wave_moves
 from tests.unit.rollout.plans import plan as make_plan
 
 SITES = ("site1", "site2", "site3")
@@ -107,17 +108,9 @@ class Gate:
 
 def _drive(tmp_path: Path, failing: set[str]) -> tuple[Any, Journal, str, Edge, Changer, list[tuple[str, Any]], Eyes]:
     """Wave 2's gate is inconclusive, the canary (wave 1) done and live on the new release."""
-    plan = make_plan(f"attr-{tmp_path.name}", SITES)
-    j = Journal(tmp_path / "journal.sqlite", create=True)
-    run = j.create_run(plan=plan.model_dump(mode="json"), digest=plan.digest, target="5.6.0", inventory="i",
-                       policy="p")
-    j.take_lease(run.id)
-    for phase, wave in ((Phase.PREFLIGHT, None), (Phase.PREPARING, 1), (Phase.DRAINING, None),
-                        (Phase.SWITCHING, None), (Phase.POSTCHECKING, None), (Phase.GATING, None),
-                        (Phase.STEPPING, None), (Phase.BAKING, None), (Phase.WAVE_DONE, None),
-                        (Phase.PREPARING, 2), (Phase.DRAINING, None), (Phase.SWITCHING, None),
-                        (Phase.POSTCHECKING, None), (Phase.GATING, None)):
-        j.transition(run.id, phase, wave=wave, progress={"done_waves": [1]} if wave == 2 else None)
+    moves = [(Phase.PREFLIGHT, None), *wave_moves(1), (Phase.WAVE_DONE, None), *wave_moves(2, upto=Phase.GATING)]
+    j, run_id = journal_run(tmp_path / "journal.sqlite", make_plan(f"attr-{tmp_path.name}", SITES), moves)
+    j.update_progress(run_id, {"done_waves": [1]})
     edge = Edge()
     edge.drained.add("site2")  # wave 2's site is drained for its gate
     changer, alerts, eyes = Changer(edge), [], Eyes(failing)
@@ -126,8 +119,8 @@ def _drive(tmp_path: Path, failing: set[str]) -> tuple[Any, Journal, str, Edge, 
     ports = Ports(estate=_estate(), site_ops=changer, bundle=tmp_path, metrics=None,  # type: ignore[arg-type]
                   alert=lambda kind, body: alerts.append((kind, body)), guard_observer=eyes,
                   gate=Gate(Verdict.INCONCLUSIVE), clock=lambda: 1000.0, sleep=lambda s: None)
-    outcome = Executor(journal=j, run_id=run.id, policy=policy, ports=ports).drive()
-    return outcome, j, run.id, edge, changer, alerts, eyes
+    outcome = Executor(journal=j, run_id=run_id, policy=policy, ports=ports).drive()
+    return outcome, j, run_id, edge, changer, alerts, eyes
 
 
 def test_an_upgraded_site_that_explains_the_inconclusive_gate_is_named_and_the_fleet_rolled_back(

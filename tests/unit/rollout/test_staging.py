@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Literal
 
 from orchestrator.ansible.runner import RunResult
-from orchestrator.estate.model import EmergencyNumber, Estate, Host, Site
+from orchestrator.estate.model import Host
 from orchestrator.gate.verdict import Verdict
 from orchestrator.policy.rollout import RolloutPolicy
 from orchestrator.probe.metrics import NumberResult
@@ -28,20 +27,12 @@ from orchestrator.rollout.journal import Journal
 from orchestrator.rollout.machine import Phase
 from orchestrator.rollout.state import WaveProgress
 from tests.conftest import REPO
+from tests.unit.rollout.plans import journal_run, wave_moves
 from tests.unit.rollout.plans import plan as make_plan
-from tests.unit.rollout.test_attribution import Changer, Edge, Gate
+from tests.unit.rollout.test_attribution import SITES, Changer, Edge, Gate, _estate
 
-SITES = ("site1", "site2", "site3")
 OK = RunResult(status="successful", rc=0, hosts={})
 FAILED = RunResult(status="failed", rc=2, hosts={})
-
-
-def _estate() -> Estate:
-    sites = tuple(Site(name=s, capacity_cps=100, weight=100, hosts=(
-        Host(name=f"{s}-cs1", site=s, address=IPv4Address(f"192.0.2.{i}"), release="5.5.0"),))
-        for i, s in enumerate(SITES, 1))
-    return Estate(name="stage", sites=sites, numbers=(EmergencyNumber(number="112", label="EU", probe_route="9112",
-                                                                      psap_uri="sip:192.0.2.250"),))
 
 
 class Ops(Changer):
@@ -92,22 +83,15 @@ def _drive(tmp_path: Path, ops_kwargs: dict[str, object] | None = None,
            ) -> tuple[Journal, str, Ops]:
     """Wave 1 (the canary) live and baking on 5.6.0, its bake over; the run driven from there."""
     bundle = build_bundle(source=REPO / "releases" / "stock", version="5.6.0", out_dir=tmp_path / "store")
-    plan = make_plan(f"stage-{tmp_path.name}", SITES)
-    j = Journal(tmp_path / "journal.sqlite", create=True)
-    run = j.create_run(plan=plan.model_dump(mode="json"), digest=plan.digest, target="5.6.0", inventory="i",
-                       policy="p")
-    j.take_lease(run.id)
-    for phase, wave in ((Phase.PREFLIGHT, None), (Phase.PREPARING, 1), (Phase.DRAINING, None),
-                        (Phase.SWITCHING, None), (Phase.POSTCHECKING, None), (Phase.GATING, None),
-                        (Phase.STEPPING, None), (Phase.BAKING, None)):
-        j.transition(run.id, phase, wave=wave)
-    j.update_progress(run.id, {"bundle_digest": bundle_digest(bundle), "waves": {1: WaveProgress(bake_started=900.0)}})
+    j, run_id = journal_run(tmp_path / "journal.sqlite", make_plan(f"stage-{tmp_path.name}", SITES),
+                            [(Phase.PREFLIGHT, None), *wave_moves(1)])
+    j.update_progress(run_id, {"bundle_digest": bundle_digest(bundle), "waves": {1: WaveProgress(bake_started=900.0)}})
     ops = Ops(Edge(), **ops_kwargs or {})  # type: ignore[arg-type]
     ports = Ports(estate=_estate(), site_ops=ops, bundle=bundle, metrics=None,  # type: ignore[arg-type]
                   gate=Gate(Verdict.PASS), prober=Prober(), clock=lambda: 1000.0, sleep=lambda s: None)
-    Executor(journal=j, run_id=run.id, policy=RolloutPolicy.model_validate({"rollout": policy or {}}),
+    Executor(journal=j, run_id=run_id, policy=RolloutPolicy.model_validate({"rollout": policy or {}}),
              ports=ports, wait=wait).drive()
-    return j, run.id, ops
+    return j, run_id, ops
 
 
 def test_the_next_site_staged_during_the_bake_starts_at_its_drain_and_an_unreached_one_is_unstaged(
