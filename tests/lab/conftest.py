@@ -18,18 +18,20 @@ from orchestrator.estate.model import Estate
 from orchestrator.traffic.steering import dispatcher_for
 from tests.conftest import REPO, cli
 from tests.integration_alerting.servers import HttpReceiver
+from tests.labnet import free_base
 
 
 def _session_base() -> str:
     """The session lab's prefix: $CALLFLEET_TEST_LAB_BASE (two sessions side by side each need
     their own), else 198.18.78; under pytest-xdist each worker has a lab of its own on
-    198.19.(78+N) (gwN), so the workers never share a machine, bridge or address."""
+    198.19.(78+N) (gwN), so the workers never share a machine, bridge or address. A prefix a
+    killed run left occupied gives way to its alternative (tests/labnet.py)."""
     if "CALLFLEET_TEST_LAB_BASE" in os.environ:
         return os.environ["CALLFLEET_TEST_LAB_BASE"]
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw") and worker[2:].isdigit():
-        return f"198.19.{78 + int(worker[2:])}"
-    return "198.18.78"
+        return free_base(f"198.19.{78 + int(worker[2:])}")
+    return free_base("198.18.78")
 
 
 LAB_BASE = _session_base()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from orchestrator import procs
 from tests.conftest import cli
+from tests.labnet import free_base
 
-BASE = "198.18.76"  # its own /24 and bridge: runs beside the session lab
+BASE = free_base("198.18.76")  # its own /24 and bridge: runs beside the session lab
 BRIDGE = "cf18n76"
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.labnet import free_base
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-BASE = "198.18.75"
+BASE = free_base("198.18.75")
 
 
 def _run(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -22,8 +22,9 @@ from pulumi.runtime.mocks import MockMonitor
 from orchestrator.lab import control
 from orchestrator.provision.facts import ResourceView
 from tests.conftest import cli
+from tests.labnet import free_base
 
-LAB_BASE = "198.18.79"  # neither a developer's lab (198.18.77) nor the lab test session's (198.18.78)
+LAB_BASE = free_base("198.18.79")  # neither a developer's lab (198.18.77) nor the lab test session's (198.18.78)
 
 
 class EstateMocks(pulumi.runtime.Mocks):

@@ -78,7 +78,7 @@ def test_the_ssh_ingress_rule_is_enforced_by_each_call_server(lab_dir: Path) -> 
 
 
 def test_a_rule_that_would_shut_the_orchestrator_out_changes_nothing(lab_dir: Path) -> None:
-    outside = "198.18.79.128/25"  # the lab network without the orchestrator's address
+    outside = f"{LAB_BASE}.128/25"  # the lab network without the orchestrator's address
     with pytest.raises(InvalidInput, match="would shut the orchestrator out"):
         LabSshIngressProvider().create(lab_ingress_props(state_dir=lab_dir, site="site1", cidrs=(outside,)))
     assert current_ssh_ingress(state_dir=lab_dir, host="site1-cs1") is None

@@ -36,12 +36,13 @@ from orchestrator.lab.topology import LabParams, lab_estate
 from orchestrator.lab.variants import make_release
 from orchestrator.provision.automation import PulumiAutomation, locate_pulumi
 from tests.conftest import cli
+from tests.labnet import free_base
 
 from .conftest import LAB_BASE, callserver_states
 
 # The engine's own lab: not the provider test's (a lab it failed to take down must not
 # meet this one), nor a developer's or the lab test session's.
-ENGINE_LAB_BASE = "198.18.80"
+ENGINE_LAB_BASE = free_base("198.18.80")
 
 REPO = Path(__file__).resolve().parents[3]
 BUILD_WAIT_S = 3600
