@@ -179,19 +179,22 @@ def guarded_sites(run: RunView, plan: Plan) -> tuple[tuple[str, ...], tuple[str,
 # While a wave's site takes live calls and bakes, nothing else of the run acts: the next site
 # is staged then (preflight, its release installed beside the current one; nothing live changes).
 _STAGING = frozenset({Phase.STEPPING, Phase.BAKING})
+_STAGED_STARTS = frozenset({Phase.PREPARING, Phase.WAITING_FLEET_BAKE})
 
 
 def stage_next(run: RunView, plan: Plan) -> Effect | None:
     """The next wave's site to stage now, beside the wave in flight, or None.
 
-    Only a wave that starts at once is staged (one behind an approval or a fleet bake may wait
-    for days), only once, and never while the run is being stopped or judged inconclusive."""
+    A wave that starts at once or after the fleet bake is staged (the staged release waits beside
+    the current one through the bake; a run that ends first removes it); one behind an approval
+    is not (an approval may take days, or never come). Only once, and never while the run is
+    being stopped or judged inconclusive."""
     progress = run.progress
     if run.phase not in _STAGING or progress.guard is not None or progress.undo_requested \
             or progress.abort_requested or progress.inconclusive is not None:
         return None
     nxt = run.wave + 1
-    if nxt > len(plan.waves) or nxt in progress.staged or wave_start(plan, nxt, progress) != Phase.PREPARING:
+    if nxt > len(plan.waves) or nxt in progress.staged or wave_start(plan, nxt, progress) not in _STAGED_STARTS:
         return None
     return Effect(kind=EffectKind.STAGE, wave=nxt, site=plan.waves[nxt - 1].site)
 

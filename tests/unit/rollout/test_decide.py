@@ -285,7 +285,8 @@ STAGE_ROWS: list[tuple[str, RunView, Effect | None]] = [
     ("wave 1 gating: its site is not proven yet", _run(Phase.GATING, 1), None),
     ("wave 2 preparing: nothing beside it", _run(Phase.PREPARING, 2), None),
     ("the next wave waits for an approval", _run(Phase.BAKING, 2), None),
-    ("the next wave waits for the fleet bake", _run(Phase.BAKING, 3, _p(approvals={3: "ann"})), None),
+    ("the next wave waits for the fleet bake: staged, it waits beside the current release",
+     _run(Phase.BAKING, 3, _p(approvals={3: "ann"})), Effect(kind=EffectKind.STAGE, wave=4, site="site4")),
     ("the next wave approved in advance", _run(Phase.BAKING, 2, _p(approvals={3: "ann"})),
      Effect(kind=EffectKind.STAGE, wave=3, site="site3")),
     ("the last wave: nothing after it", _run(Phase.BAKING, 4, _p(approvals={3: "ann"})), None),
@@ -298,7 +299,7 @@ STAGE_ROWS: list[tuple[str, RunView, Effect | None]] = [
 
 
 @pytest.mark.parametrize(("name", "run", "expected"), STAGE_ROWS, ids=[r[0] for r in STAGE_ROWS])
-def test_the_next_site_is_staged_only_beside_a_live_wave_and_only_when_it_starts_at_once(
+def test_the_next_site_is_staged_only_beside_a_live_wave_and_never_behind_an_approval(
         name: str, run: RunView, expected: Effect | None) -> None:
     assert stage_next(run, FOUR) == expected
 
