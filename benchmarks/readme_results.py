@@ -17,15 +17,17 @@ from benchmarks.common import REPO, RESULTS
 README = REPO / "README.md"
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-ORDER = ["blast_radius", "overhead", "scale", "gate_faults", "alert_latency"]  # the others follow, by name
+ORDER = ["blast_radius", "overhead", "overhead_before_16", "scale", "scale_before_16", "gate_faults",
+         "alert_latency"]  # the others follow, by name
 SECTION = f"""
 ## Results
 
 `make bench` runs the benchmarks on their own labs (198.18.92 to 198.18.98, each
 taken down at the end) and writes each result as JSON and as a Markdown table, with the
 machine, date and parameters, under `benchmarks/results/`: `blast_radius.py` (one faulty
-release rolled out three ways), `overhead.py` (what a gated rollout costs and what the
-orchestrator adds), `scale.py` (rollout time, CPU and memory by estate shape),
+release rolled out three ways), `overhead.py` (each wave of a gated rollout split and set
+against the ideal wave its policy allows), `scale.py` (wave time by hosts per site, CPU and
+memory by estate shape),
 `gate_faults.py` (calls and seconds the gate needs per fault class), `alert_latency.py`
 (from a failed gate's verdict to the last alert delivered on webhook, e-mail and SMS) and
 `guard_good_rollouts.py` (ten good six-site rollouts in a row with the fleet guard on: its false
