@@ -209,11 +209,13 @@ def staged_ready(run: RunView) -> bool:
 
 def unstaged_left(run: RunView, plan: Plan) -> tuple[Effect, ...]:
     """Once a run has ended short of its last wave: the staged sites it never reached, whose
-    staged release is to be removed (it is live nowhere)."""
+    staged release is to be removed (it is live nowhere). That includes the wave the run ended
+    at when its turn never reached the drain (a run stopped during the fleet bake, say)."""
     if run.phase not in TERMINAL:
         return ()
-    return tuple(Effect(kind=EffectKind.UNSTAGE, wave=w, site=plan.waves[w - 1].site)
-                 for w in sorted(run.progress.staged) if w > run.wave and not run.progress.staged[w].removed)
+    staged = run.progress.staged
+    return tuple(Effect(kind=EffectKind.UNSTAGE, wave=w, site=plan.waves[w - 1].site) for w in sorted(staged)
+                 if not staged[w].removed and (w > run.wave or (w == run.wave and not staged[w].taken)))
 
 
 def _decide(run: RunView, plan: Plan, now: float) -> Decision:

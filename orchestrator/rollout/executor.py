@@ -106,7 +106,7 @@ class Executor:
         self._effects: dict[EffectKind, Callable[[Run], Outcome | None]] = {
             EffectKind.PREFLIGHT: self._preflight,
             EffectKind.PREPARE: self._prepare,
-            EffectKind.DRAIN: lambda r: self._step(r, "drain", self.ports.site_ops.drain, Phase.SWITCHING),
+            EffectKind.DRAIN: self._drain,
             EffectKind.SWITCH: self._switch,
             EffectKind.POSTCHECK: self._postcheck,
             EffectKind.GATE: self._gate,
@@ -357,6 +357,14 @@ class Executor:
                        code=ExitCode.ROLLED_BACK, rollback=True, run=run)
             return
         self._go(nxt, site=wave.site)
+
+    def _drain(self, run: Run) -> None:
+        # A staged site is the run's from its own drain on: its rollback, not unstaging, answers for it.
+        staged = run.progress.staged.get(run.wave)
+        if staged is not None and not staged.taken:
+            self.j.update_progress(self.run_id, {"staged": {**run.progress.staged,
+                                                            run.wave: staged.model_copy(update={"taken": True})}})
+        self._step(run, "drain", self.ports.site_ops.drain, Phase.SWITCHING)
 
     def _switch(self, run: Run) -> None:
         wave = self._wave(run.wave)

@@ -65,6 +65,8 @@ class Staged(Frozen):
     ready: bool = Field(default=False, description="preflight and install succeeded (false: begun, or failed)")
     seconds: float = Field(default=0.0, ge=0, description="how long staging took")
     removed: bool = Field(default=False, description="unstaged after the run ended short of it")
+    taken: bool = Field(default=False, description="its wave's own turn reached the drain: from then the "
+                        "site is the run's (its rollback, not unstaging, answers for it)")
 
 
 class RunProgress(Frozen):

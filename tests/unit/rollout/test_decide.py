@@ -317,10 +317,18 @@ def test_a_wave_skips_its_preparation_only_when_staged_complete_from_the_runs_bu
 
 
 def test_a_run_ended_short_of_staged_sites_unstages_them_and_only_them() -> None:
-    staged = {2: STAGED, 3: STAGED, 4: Staged(digest="d1", removed=True)}
+    # wave 2 halted after its drain (its rollback answers for it), 3 staged beside it, 4 already removed
+    staged = {2: Staged(digest="d1", ready=True, taken=True), 3: STAGED, 4: Staged(digest="d1", removed=True)}
     halted = _run(Phase.HALTED, 2, _p(staged=staged))
     assert unstaged_left(halted, FOUR) == (Effect(kind=EffectKind.UNSTAGE, wave=3, site="site3"),)
     assert unstaged_left(_run(Phase.BAKING, 2, _p(staged=staged)), FOUR) == ()  # not ended: nothing
     assert unstaged_left(_run(Phase.COMPLETED, 4, _p(staged=staged)), FOUR) == ()
+    # stopped during the fleet bake: the reserve's wave is the run's, but its turn never drained it
+    behind = {4: STAGED}
+    assert unstaged_left(_run(Phase.ABORTED, 4, _p(staged=behind)), FOUR) == (
+        Effect(kind=EffectKind.UNSTAGE, wave=4, site="site4"),)
+    # its turn reached the drain: the site is the run's (rolled back, or on the release)
+    taken = {4: Staged(digest="d1", ready=True, taken=True)}
+    assert unstaged_left(_run(Phase.HALTED, 4, _p(staged=taken)), FOUR) == ()
     # decide still reports the end: unstaging is the executor's last act, not a phase
     assert isinstance(decide(halted, FOUR, NOW), Finish)

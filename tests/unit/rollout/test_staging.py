@@ -106,7 +106,8 @@ def test_the_next_site_staged_during_the_bake_starts_at_its_drain_and_an_unreach
     assert ops.unstaged == [("site3", "5.6.0")]
     staged = run.progress.staged
     assert staged[2].ready and not staged[2].removed and staged[2].digest == run.progress.bundle_digest
-    assert not staged[3].ready and staged[3].removed
+    assert staged[2].taken  # its drain made site2 the run's: rolled back, never unstaged
+    assert not staged[3].ready and staged[3].removed and not staged[3].taken
     states = [(e.site, e.data["state"]) for e in j.events(run_id, kind="stage")]
     assert states == [("site2", "begun"), ("site2", "ready"), ("site3", "begun"), ("site3", "failed")]
     assert [e.site for e in j.events(run_id, kind="after") if e.data.get("effect") == "unstage"] == ["site3"]
