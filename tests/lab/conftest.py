@@ -76,15 +76,15 @@ STOCK = "5.6.0-lab1"  # the release `lab up` installs
 
 def restore_stock(lab: Lab) -> None:
     """Every call server back on the stock release and every site at full weight: what the
-    tests after a whole rollout expect. One Ansible run over all hosts at once (the baseline
-    playbook, playbooks/naive-rolling.yml), then each site undrained."""
+    tests after a whole rollout expect. One switch run over all hosts at once (playbooks/
+    upgrade.yml: the stock release stays installed on every host from `lab up`, and no run
+    removes a release it did not stage), then each site undrained."""
     from orchestrator.ansible import runner
     from orchestrator.estate.ssh import ssh_trust
 
     result = runner.run(inventory=lab.inventory, trust=ssh_trust(lab.estate),
-                        playbook=REPO / "playbooks" / "naive-rolling.yml",
-                        extra_vars={"callserver_target_release": STOCK, "naive_serial": "100%",
-                                    "callserver_bundle_dir": str(lab.state_dir / "bundles" / f"callserver-{STOCK}")},
+                        playbook=REPO / "playbooks" / "upgrade.yml",
+                        extra_vars={"callserver_target_release": STOCK, "callfleet_target": "callservers"},
                         private_dir=lab.state_dir / "restore-ansible")
     assert result.succeeded, f"could not restore {STOCK}: {result}"
     for site in lab.estate.sites:
