@@ -122,7 +122,8 @@ def main() -> int:
         naive_wall = time.monotonic() - t1
         naive_public = json.loads(callfleet("lab", "traffic", "stop", *sd, "--json").stdout)
         estate = load_inventory(inv)
-        physical = measure_physical(estate, estate.sites[0].hosts[0])  # traffic stopped: a restart hurts no one
+        # traffic stopped: a restart hurts no one; GOOD is the stock release rebuilt
+        physical = measure_physical(estate, estate.sites[0].hosts[0], REPO / "releases" / "stock" / "kamailio.cfg")
         j = Journal(journal)
         run = j.run(out["run"])
         times = waves(j.events(run.id), run.plan, load_policy(POLICY).gate, physical, len(estate.numbers))

@@ -21,8 +21,10 @@ each side of the soak (memory can only be read once finished transactions are fr
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -145,20 +147,23 @@ def summary(times: list[WaveTime]) -> dict[str, float]:
             "worst wave ratio": round(max(t.ratio for t in times), 2)}
 
 
-def measure_physical(estate: Estate, host: Host) -> Physical:
-    """Kamailio's tm wait timer (`kamcmd cfg.get tm wt_timer`) and one restart of the call
-    server until it answers on its control socket, on `host`: run only on a lab whose traffic
-    has stopped. The wait for readiness is bounded (20 s)."""
+def wait_timer_s(kamailio_cfg: Path) -> float:
+    """tm's wait timer as the release configures it (`modparam("tm", "wt_timer", MS)`), else
+    Kamailio's default (5 s): Kamailio does not expose it over RPC ("not readable")."""
+    m = re.search(r'modparam\(\s*"tm"\s*,\s*"wt_timer"\s*,\s*(\d+)\s*\)', kamailio_cfg.read_text())
+    return int(m.group(1)) / 1000 if m else TM_WAIT_TIMER_DEFAULT_S
+
+
+def measure_physical(estate: Estate, host: Host, kamailio_cfg: Path) -> Physical:
+    """One restart of the call server on `host` until it answers on its control socket (run
+    only on a lab whose traffic has stopped; the wait is bounded, 20 s), and the release's tm
+    wait timer (`wait_timer_s`)."""
     ctl = hostcmd.kamcmd(estate, host)
-    sudo = hostcmd.sudo(estate)
-    command = (f"wt=$({ctl} cfg.get tm wt_timer); t0=$(date +%s.%N); "
-               f"{sudo}systemctl restart {hostcmd.SYSTEMD_UNIT}; "
+    command = (f"t0=$(date +%s.%N); {hostcmd.sudo(estate)}systemctl restart {hostcmd.SYSTEMD_UNIT}; "
                f"for i in $(seq 400); do {ctl} core.uptime >/dev/null 2>&1 && break; sleep 0.05; done; "
-               "t1=$(date +%s.%N); echo \"$wt $t0 $t1\"")
+               "t1=$(date +%s.%N); echo \"$t0 $t1\"")
     result = run_on_hosts(estate=estate, hosts=[host], command=command, timeout=60).results[0]
     fields = result.stdout.split()
-    if not result.ok or len(fields) != 3:
-        raise RemoteError(f"{host.name}: could not measure restart and wait timer: "
-                          f"{result.error or result.stdout.strip()}")
-    return Physical(restart_s=round(float(fields[2]) - float(fields[1]), 2),
-                    wait_timer_s=int(fields[0]) / 1000 if fields[0].isdigit() else TM_WAIT_TIMER_DEFAULT_S)
+    if not result.ok or len(fields) != 2:
+        raise RemoteError(f"{host.name}: could not time a restart: {result.error or result.stdout.strip()}")
+    return Physical(restart_s=round(float(fields[1]) - float(fields[0]), 2), wait_timer_s=wait_timer_s(kamailio_cfg))
