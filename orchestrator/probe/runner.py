@@ -18,10 +18,11 @@ from orchestrator.sipp import scenarios
 from orchestrator.sipp.scenarios import CallStats
 
 MAX_CALLS = 100_000
-# Every (host, number) caller of a probe runs at once, so that they share one window: a cap
-# that queued some of them would split the window in two (and double its length). This bound
-# (64 hosts of four numbers) only keeps a mistaken inventory from starting thousands of SIPp.
-MAX_PARALLEL = 256
+# SIPp callers of one probe at a time. Not more: each SIPp binds its RTP sockets from port
+# 6000 up and gives up after 100 tries, so 64 at once on one source address (a canary and its
+# baseline of 8 hosts x 4 numbers) fail to start. A site of more than 16 (host, number) pairs
+# therefore probes in batches (a longer window) until each caller gets its own media ports.
+MAX_PARALLEL = 16
 
 
 class ProbeReport(BaseModel):
@@ -53,7 +54,7 @@ def check_reachable(estate: Estate, hosts: Sequence[Host]) -> None:
     if not hosts:
         return
     # all hosts at once: a dead host costs one ping timeout, not one per host before it
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(hosts))) as pool:
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
         answers = list(pool.map(lambda h: options_ping(address=str(h.address), port=h.sip_port, source=source),
                                 hosts))
     dead = [h.name for h, answer in zip(hosts, answers, strict=True) if answer is None]
