@@ -143,7 +143,10 @@ def wave_start(plan: Plan, index: int, progress: RunProgress) -> Phase:
 def upgraded_sites(run: RunView, plan: Plan) -> tuple[str, ...]:
     """The sites this run has put on the new release (or may have), in upgrade order."""
     done = [plan.waves[w - 1].site for w in run.progress.done_waves]
-    if run.phase in SITE_IN_FLIGHT and run.wave and plan.waves[run.wave - 1].site not in done:
+    # WAVE_DONE: the wave's site is on the new release though done_waves gains it only on the
+    # way out; a guard verdict or an undo decided there must take it back too
+    if (run.phase in SITE_IN_FLIGHT or run.phase == Phase.WAVE_DONE) and run.wave \
+            and plan.waves[run.wave - 1].site not in done:
         done.append(plan.waves[run.wave - 1].site)
     return tuple(done)
 

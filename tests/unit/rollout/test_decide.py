@@ -244,6 +244,17 @@ def test_a_fleet_rollback_takes_culprits_first_then_the_newest() -> None:
     assert fleet_rollback(run, PLAN, reason="guard", culprits=("site9",)).queue == ("site2", "site1")
 
 
+def test_a_guard_verdict_met_at_a_waves_end_takes_that_wave_back_too() -> None:
+    """Found by the lab: the guard named the canary during wave 2's health probe; the run was at
+    WAVE_DONE (wave 2, done_waves still [1]) when it turned to its fleet rollback, and site2 was
+    left on the failing release."""
+    run = _run(Phase.WAVE_DONE, 2, _p(done_waves=[1], guard=GuardFired(at=1.0, culprits=("site1",))))
+    assert upgraded_sites(run, PLAN) == ("site1", "site2")
+    d = decide(run, PLAN, NOW)
+    assert isinstance(d, Transition) and d.to == Phase.FLEET_ROLLING_BACK
+    assert d.progress is not None and d.progress["fleet"].queue == ("site1", "site2")
+
+
 @pytest.mark.parametrize(("phase", "wave", "done", "expected"), [
     (Phase.PREFLIGHT, 0, [], ((), ("site1", "site2", "site3"))),
     (Phase.GATING, 1, [], ((), ("site2", "site3"))),  # the canary is drained: its gate judges it
