@@ -126,7 +126,7 @@ def main() -> int:
         physical = measure_physical(estate, estate.sites[0].hosts[0], REPO / "releases" / "stock" / "kamailio.cfg")
         j = Journal(journal)
         run = j.run(out["run"])
-        times = waves(j.events(run.id), run.plan, load_policy(POLICY).gate, physical, len(estate.numbers))
+        times = waves(j.events(run.id), run.plan, load_policy(POLICY).gate, physical)
     finally:
         callfleet("lab", "traffic", "stop", *sd)
         callfleet("lab", "down", *sd)

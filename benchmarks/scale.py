@@ -151,7 +151,7 @@ def _wave_figures(journal: Path, out: str) -> dict[str, Any]:
     j = Journal(journal)
     run = j.run(run_id)
     # the ideal is not shown here (overhead.py does): its physical minima are not measured per shape
-    times = waves(j.events(run_id), run.plan, load_policy(POLICY).gate, Physical(restart_s=0, wait_timer_s=0), 0)
+    times = waves(j.events(run_id), run.plan, load_policy(POLICY).gate, Physical(restart_s=0, wait_timer_s=0))
     if not times:
         return {}
     figures: dict[str, Any] = {"median wave s": round(statistics.median(t.seconds for t in times), 1)}

@@ -68,20 +68,18 @@ class WaveTime(BaseModel):
         return self.seconds / self.ideal_s
 
 
-def ideal_wave(gate: GatePolicy, *, numbers: int, steps: list[dict[str, Any]], bake_s: float,
+def ideal_wave(gate: GatePolicy, *, steps: list[dict[str, Any]], bake_s: float,
                physical: Physical) -> dict[str, float]:
     """The ideal wave's parts, in seconds."""
     synthetic = gate.synthetic.calls_per_number / gate.synthetic.rate
     drill = gate.drill.calls_per_number / gate.synthetic.rate
     soak = gate.soak.duration_s + 2 * physical.wait_timer_s
-    del numbers  # every number is called at once: the window does not grow with them
     live = sum(max(float(s["bake_s"]), 1.0) + gate.live_steps.metrics_lag_s for s in steps)
     return {"switch": physical.restart_s, "synthetic+canary": synthetic, "drill": drill, "soak": soak,
             "steps": live, "bake": bake_s}
 
 
-def waves(events: list[Event], plan: dict[str, Any], gate: GatePolicy, physical: Physical,
-          numbers: int) -> list[WaveTime]:
+def waves(events: list[Event], plan: dict[str, Any], gate: GatePolicy, physical: Physical) -> list[WaveTime]:
     """Every completed wave of a run, split, with its ideal."""
     by_wave: dict[int, list[Event]] = defaultdict(list)
     bounds: dict[int, list[float]] = {}
@@ -102,7 +100,7 @@ def waves(events: list[Event], plan: dict[str, Any], gate: GatePolicy, physical:
         parts = _split(by_wave[index], end)
         parts["orchestrator"] = (end - start) - sum(parts.values())
         w = plan_waves[index]
-        ideal = ideal_wave(gate, numbers=numbers, steps=w["traffic_steps"], bake_s=float(w["bake_s"]),
+        ideal = ideal_wave(gate, steps=w["traffic_steps"], bake_s=float(w["bake_s"]),
                            physical=physical)
         out.append(WaveTime(wave=index, site=str(w["site"]), seconds=end - start,
                             parts={p: round(parts.get(p, 0.0), 2) for p in PARTS}, staged_s=staged.get(index),

@@ -59,7 +59,7 @@ def test_a_wave_splits_into_its_journalled_parts_and_the_rest_is_the_orchestrato
     log = _Log()
     end = _wave(log, 100.0, 1, "site1", preflight=9.0, bake=20.0)
     _wave(log, end + 1.0, 2, "site2", preflight=0.0, bake=3.0)
-    first, second = waves(log.events, PLAN, GATE, PHYSICAL, numbers=4)
+    first, second = waves(log.events, PLAN, GATE, PHYSICAL)
     assert first.parts["preflight"] == 9.0 and second.parts["preflight"] == 0.0
     assert second.parts["switch"] == 4.0 and second.parts["post-check"] == 0.5
     assert (second.parts["synthetic+canary"], second.parts["drill"], second.parts["soak"]) == (2.5, 2.5, 15.0)
@@ -76,7 +76,7 @@ def test_the_ideal_wave_is_the_policys_windows_and_waits_plus_the_measured_minim
     log = _Log()
     end = _wave(log, 0.0, 1, "site1", preflight=9.0, bake=20.0)
     _wave(log, end, 2, "site2", preflight=0.0, bake=3.0)
-    first, second = waves(log.events, PLAN, GATE, PHYSICAL, numbers=4)
+    first, second = waves(log.events, PLAN, GATE, PHYSICAL)
     # restart 1 + synthetic 100/50 + drill 100/50 + soak 6 + 2 x 5 + steps 2 x (3 + 2) + bake
     assert second.ideal_s == pytest.approx(1 + 2 + 2 + 16 + 10 + 3)
     assert first.ideal_s == pytest.approx(1 + 2 + 2 + 16 + 10 + 20)
@@ -92,5 +92,5 @@ def test_a_wave_that_never_finished_is_not_counted() -> None:
     end = _wave(log, 0.0, 1, "site1", preflight=9.0, bake=20.0)
     log.add(end + 1, "transition", "preparing", 2, "site2")
     log.effect(end + 1, end + 5, "preflight", "preparing", 2, "site2")
-    assert [w.wave for w in waves(log.events, PLAN, GATE, PHYSICAL, numbers=4)] == [1]
+    assert [w.wave for w in waves(log.events, PLAN, GATE, PHYSICAL)] == [1]
     assert summary([]) == {}
