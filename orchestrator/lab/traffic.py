@@ -50,6 +50,10 @@ def _meta_path(state_dir: Path) -> Path:
 
 
 LAB_CALLERS = 50  # distinct caller identities of the lab's public
+# The public waits for an answer longer than the edge's own INVITE timer (tm fr_inv_timer, 8 s in
+# edge.cfg): a call whose site went silent after its 100 Trying then ends with the edge's 408 on
+# both sides, so the caller's own record of failed calls and the edge's failed-callers list agree.
+RECV_TIMEOUT_MS = 12_000
 
 
 def start(*, state_dir: Path, rate: float, duration_s: int) -> dict[str, object]:
@@ -74,7 +78,8 @@ def start(*, state_dir: Path, rate: float, duration_s: int) -> dict[str, object]
     calls = max(1, int(rate * duration_s))
     argv = scenarios.caller_argv(local_address=str(caller_address(params)),
                                  target=f"{edge_address(params)}:5060", numbers_file=numbers,
-                                 calls=calls, rate=rate, hold_ms=100, time_limit_s=duration_s + 30)
+                                 calls=calls, rate=rate, hold_ms=100, time_limit_s=duration_s + 30,
+                                 recv_timeout_ms=RECV_TIMEOUT_MS)
     log = run_dir / "sipp.log"
     pid = procs.spawn(argv, log=log, cwd=run_dir)
     if not procs.wait_for(lambda: scenarios.read_stats(run_dir) is not None or not procs.alive(pid),

@@ -48,8 +48,12 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+class Unreachable(RemoteError):
+    """A host did not answer an OPTIONS ping: its calls would fail (not a probe that broke)."""
+
+
 def check_reachable(estate: Estate, hosts: Sequence[Host]) -> None:
-    """RemoteError naming every host that does not answer an OPTIONS ping."""
+    """Unreachable (a RemoteError) naming every host that does not answer an OPTIONS ping."""
     source = str(estate.probe_source) if estate.probe_source else None
     if not hosts:
         return
@@ -59,7 +63,7 @@ def check_reachable(estate: Estate, hosts: Sequence[Host]) -> None:
                                 hosts))
     dead = [h.name for h, answer in zip(hosts, answers, strict=True) if answer is None]
     if dead:
-        raise RemoteError(f"no SIP answer from {', '.join(dead)}: the site is unreachable")
+        raise Unreachable(f"no SIP answer from {', '.join(dead)}: the site is unreachable")
 
 
 def probe_site(*, estate: Estate, site: Site, host: str | None = None,

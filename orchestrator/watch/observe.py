@@ -19,7 +19,7 @@ from orchestrator.errors import CallfleetError, RemoteError
 from orchestrator.estate.model import Estate, Host, Site
 from orchestrator.metrics.provider import MetricsProvider
 from orchestrator.policy.watch import WatchPolicy
-from orchestrator.probe.runner import check_reachable, probe_site
+from orchestrator.probe.runner import Unreachable, check_reachable, probe_site
 from orchestrator.watch.model import Blind, LiveSample, ProbeSample
 from orchestrator.watch.stats import LiveCount
 
@@ -61,14 +61,17 @@ class SippProber:
 
         def one(job: tuple[Host, int]) -> tuple[list[ProbeSample], list[Blind]]:
             host, share = job
+            unreachable = [ProbeSample(site=site.name, host=host.name, number=n, at=at, attempted=share, answered=0,
+                                       failed=share, causes={"unreachable": share}) for n in numbers]
             try:
                 check_reachable(self._estate, [host])
             except RemoteError:
-                return [ProbeSample(site=site.name, host=host.name, number=n, at=at, attempted=share, answered=0,
-                                    failed=share, causes={"unreachable": share}) for n in numbers], []
+                return unreachable, []
             try:
                 report = probe_site(estate=self._estate, site=site, host=host.name, calls=share, rate=rate,
                                     workdir=root / host.name)
+            except Unreachable:
+                return unreachable, []  # it stopped answering between the two pings: failing, not blind
             except CallfleetError as exc:
                 return [], [Blind(source="probes", site=site.name, message=f"{host.name}: {exc.message}")]
             out = []
