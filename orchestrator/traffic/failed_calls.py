@@ -1,9 +1,12 @@
-"""Failed emergency calls as the edge kept them (its htable `failed`, see edge.cfg).
+"""Failed emergency calls as the edge kept them (its htables `failed0`..`failed7`, see edge.cfg).
 
-The edge keeps every failed call by Call-ID with when, the SIP code, the number dialled,
-the site and host it went to and the caller (P-Asserted-Identity, else From). The watch
-collects them each round over the edge's control socket and deletes what it stored. A
-caller is personal data: these rows go to the store only, never to a log or a journal line.
+The edge keeps every failed call by Call-ID with when, the SIP code, the number dialled, the
+site and host it went to and the caller (P-Asserted-Identity, else From), in one of eight
+tables by the Call-ID's hash: kamcmd refuses a reply of more than about 1,000 items, so one
+table would blind the watch to a large backlog, and a table that cannot be read leaves the
+others readable. The watch collects them each round over the edge's control socket and
+deletes what it stored. A caller is personal data: these rows go to the store only, never to
+a log or a journal line.
 """
 
 from __future__ import annotations
@@ -18,10 +21,18 @@ from orchestrator.errors import RemoteError
 if TYPE_CHECKING:
     from orchestrator.traffic.edge import EdgeShell
 
-TABLE = "failed"
+TABLES = tuple(f"failed{i}" for i in range(8))  # edge.cfg route FAILED_CALLER
 # kamcmd prints htable.dump as nested braces; each item is a `name: ` line, then `value: `.
 _ITEM = re.compile(r"^\s*name:\s*(?P<name>\S+)\s*\n\s*value:\s*(?P<value>[^\n]*)$", re.MULTILINE)
 MAX_FORGET = 500  # deletions per round; the rest expire on the edge (FAILED_TTL) or go next round
+
+
+class Collected(BaseModel):
+    """One read of the edge: the calls it holds, and the tables it could not read (their errors)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    calls: list[FailedCall]
+    unread: list[str]
 
 
 class FailedCall(BaseModel):
@@ -61,16 +72,31 @@ class EdgeFailedCalls:
 
     def __init__(self, edge: EdgeShell) -> None:
         self._edge = edge
+        self._table: dict[str, str] = {}  # Call-ID -> the table it was read from
 
-    def collect(self) -> list[FailedCall]:
-        """Every failed call the edge still holds."""
-        return parse_dump(self._edge.rpc("htable.dump", TABLE))
+    def collect(self) -> Collected:
+        """Every failed call the edge still holds, table by table (one unreadable table loses no other)."""
+        calls: list[FailedCall] = []
+        unread: list[str] = []
+        for table in TABLES:
+            try:
+                found = parse_dump(self._edge.rpc("htable.dump", table))
+            except RemoteError as exc:
+                unread.append(exc.message.splitlines()[0])
+                continue
+            self._table.update((c.call_id, table) for c in found)
+            calls.extend(found)
+        return Collected(calls=sorted(calls, key=lambda c: (c.at, c.call_id)), unread=unread)
 
     def forget(self, call_ids: list[str]) -> None:
-        """Delete stored calls on the edge (at most MAX_FORGET a round)."""
+        """Delete stored calls on the edge (at most MAX_FORGET a round; only calls it collected)."""
         for call_id in call_ids[:MAX_FORGET]:
+            table = self._table.pop(call_id, None)
+            if table is None:
+                continue
             try:
-                self._edge.rpc("htable.delete", TABLE, call_id)
+                self._edge.rpc("htable.delete", table, call_id)
             except RemoteError as exc:
                 if "404" not in exc.message:  # expired on the edge meanwhile: gone either way
+                    self._table[call_id] = table
                     raise

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from orchestrator.alerting import Alert
 from orchestrator.alerting.psap import NoticeKind, PsapClock
-from orchestrator.traffic.failed_calls import FailedCall
+from orchestrator.traffic.failed_calls import Collected
 from orchestrator.traffic.steering import SiteTraffic
 from orchestrator.watch.model import Blind, LiveSample, ProbeSample
 from orchestrator.watch.stats import LiveCount
@@ -58,8 +58,8 @@ class Steering(Protocol):
 class FailedCalls(Protocol):
     """The public's failed calls as the edge kept them (EdgeFailedCalls)."""
 
-    def collect(self) -> list[FailedCall]:
-        """Every failed call the edge holds."""
+    def collect(self) -> Collected:
+        """Every failed call the edge holds, and what could not be read."""
         ...
 
     def forget(self, call_ids: list[str]) -> None:

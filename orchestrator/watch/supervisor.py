@@ -234,12 +234,15 @@ class Supervisor:
         if source is None:
             return
         try:
-            calls = source.collect()
-            if calls:
+            collected = source.collect()
+            if collected.calls:
                 stored = self._journal.keep_failed_calls(
-                    calls, retention_s=self._policy.failed_callers_retention_days * 86400,
+                    collected.calls, retention_s=self._policy.failed_callers_retention_days * 86400,
                     leader_token=self._token)
                 source.forget(stored)
+            if collected.unread:  # what was read is kept; the rest is read again next round
+                self._record("failed_calls_blind", round_no=round_no,
+                             data={"error": collected.unread[0][:200], "unread": len(collected.unread)})
         except NotLeader:
             raise
         except CallfleetError as exc:

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.errors import RemoteError
 from orchestrator.schemas import validate
-from orchestrator.traffic.failed_calls import MAX_FORGET, EdgeFailedCalls, FailedCall, parse_dump
+from orchestrator.traffic.failed_calls import MAX_FORGET, TABLES, Collected, EdgeFailedCalls, FailedCall, parse_dump
 from orchestrator.watch.journal import WatchJournal
 from tests.conftest import cli
 
@@ -57,29 +57,59 @@ def test_a_dump_parses_oldest_first_and_skips_what_is_not_ours() -> None:
 
 
 class FakeEdge:
-    def __init__(self, dump: str = DUMP, gone: set[str] | None = None) -> None:
+    """kamcmd on the edge: DUMP in table failed3, the other tables empty, `unreadable` ones refused."""
+
+    def __init__(self, dump: str = DUMP, gone: set[str] | None = None,
+                 unreadable: frozenset[str] = frozenset()) -> None:
         self.dump, self.gone, self.calls = dump, gone or set(), []  # type: list[tuple[str, ...]]
+        self.unreadable = unreadable
 
     def rpc(self, *args: str) -> str:
         self.calls.append(args)
+        if args[0] == "htable.dump" and args[1] in self.unreadable:
+            raise RemoteError(f"kamcmd htable.dump {args[1]} on edge 198.18.78.2: ERROR: reply too big")
+        if args[0] == "htable.dump":
+            return self.dump if args[1] == "failed3" else "{\n}"
         if args[0] == "htable.delete" and args[2] in self.gone:
             raise RemoteError("kamcmd htable.delete failed x on edge: error: 404 - Key not found in htable.")
         if args[0] == "htable.delete" and args[2] == "broken":
             raise RemoteError("kamcmd htable.delete on edge: no answer")
-        return self.dump
+        return ""
 
 
-def test_forget_deletes_each_stored_call_tolerating_expired_ones_and_is_bounded() -> None:
-    edge = FakeEdge(gone={"x"})
+def test_forget_deletes_each_stored_call_in_its_table_tolerating_expired_ones_and_is_bounded() -> None:
+    edge = FakeEdge(gone={"a-1@198.18.78.1"})
     source = EdgeFailedCalls(edge)  # type: ignore[arg-type]
-    assert len(source.collect()) == 2 and edge.calls == [("htable.dump", "failed")]
-    source.forget(["x", "y"])
-    assert edge.calls[1:] == [("htable.delete", "failed", "x"), ("htable.delete", "failed", "y")]
+    got = source.collect()
+    assert [c.call_id for c in got.calls] == ["a-1@198.18.78.1", "b-2@198.18.78.1"] and got.unread == []
+    assert edge.calls == [("htable.dump", t) for t in TABLES] and len(TABLES) == 8
+    source.forget(["a-1@198.18.78.1", "b-2@198.18.78.1", "never-read"])  # what it did not read: left alone
+    assert edge.calls[8:] == [("htable.delete", "failed3", "a-1@198.18.78.1"),
+                              ("htable.delete", "failed3", "b-2@198.18.78.1")]
+
+
+def test_a_delete_that_fails_is_raised_and_tried_again_and_deletions_are_bounded() -> None:
+    many = "".join(f"{{\n\tslot: {{\n\t\t{{\n\t\t\tname: {c}\n\t\t\tvalue: 1796230000|408|112|site3|h|+3361\n"
+                   "\t\t\ttype: str\n\t\t}\n\t}\n}\n" for c in ["broken", *(f"k{i}" for i in range(MAX_FORGET + 10))])
+    edge = FakeEdge(dump=many)
+    source = EdgeFailedCalls(edge)  # type: ignore[arg-type]
+    assert len(source.collect().calls) == MAX_FORGET + 11
     with pytest.raises(RemoteError):
         source.forget(["broken"])
     edge.calls.clear()
+    with pytest.raises(RemoteError):
+        source.forget(["broken"])  # still known: tried again
+    assert edge.calls == [("htable.delete", "failed3", "broken")]
+    edge.calls.clear()
     source.forget([f"k{i}" for i in range(MAX_FORGET + 10)])
     assert len(edge.calls) == MAX_FORGET
+
+
+def test_an_unreadable_table_loses_none_of_the_others() -> None:
+    source = EdgeFailedCalls(FakeEdge(unreadable=frozenset({"failed0", "failed5"})))  # type: ignore[arg-type]
+    got = source.collect()
+    assert len(got.calls) == 2
+    assert len(got.unread) == 2 and all("reply too big" in u for u in got.unread)
 
 
 def _call(call_id: str, at: float, site: str = "site3", caller: str = "+33610000001") -> FailedCall:
@@ -156,10 +186,10 @@ class FakeSource:
         self.table: dict[str, FailedCall] = {}
         self.broken = False
 
-    def collect(self) -> list[FailedCall]:
+    def collect(self) -> Collected:
         if self.broken:
-            raise RemoteError("kamcmd htable.dump failed on edge 198.18.78.2: no answer")
-        return list(self.table.values())
+            raise RemoteError("kamcmd htable.dump failed0 on edge 198.18.78.2: no answer")
+        return Collected(calls=list(self.table.values()), unread=[])
 
     def forget(self, call_ids: list[str]) -> None:
         for c in call_ids:
